@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The README's test command: lint, generated-file drift checks, then every test.
+# pytest's exit code 5 (no tests collected) counts as a failure.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export PATH="$root/.venv/bin:$PATH"
+status=0
+step() { echo; echo "== $*"; }
+
+step "generated CRDs match the pydantic types"
+python -m tessera_operator.crdgen --out crds --check || status=1
+
+step "ruff"
+ruff check operator runtime tests benchmarks || status=1
+
+step "mypy --strict"
+mypy || status=1
+
+step "import-linter contracts"
+lint-imports || status=1
+
+step "pytest"
+python -m pytest -q -p no:cacheprovider "$@"
+code=$?
+if [[ $code -eq 5 ]]; then echo "pytest collected no tests: failing"; code=1; fi
+[[ $code -eq 0 ]] || status=$code
+exit $status

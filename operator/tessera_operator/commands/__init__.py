@@ -1,0 +1,1 @@
+"""Command groups of the `tessera` CLI; each module exposes `register(app)`."""
