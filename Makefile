@@ -26,6 +26,7 @@ lint: install  ## ruff, mypy --strict and the import-linter contracts
 
 crds: install  ## Regenerate crds/ (and the chart's CRD templates) from the pydantic types
 	$(PY) -m tessera_operator.crdgen --out crds
+	$(PY) -m tessera_operator.docgen --out docs/reference.md
 
 crds-check: install
 	$(PY) -m tessera_operator.crdgen --out crds --check
