@@ -98,8 +98,7 @@ CRDS: tuple[CrdSpec, ...] = (
         root_rules=(
             {
                 "rule": f"self.metadata.name.size() <= {MAX_MODEL_NAME}",
-                "message": f"a Model's name may be at most {MAX_MODEL_NAME} characters (it prefixes its workloads' names)",
-                "fieldPath": ".metadata.name",
+                "message": f"metadata.name: a Model's name may be at most {MAX_MODEL_NAME} characters (it prefixes its workloads' names)",
             },
         ),
     ),
@@ -206,7 +205,7 @@ def _order(schema: Schema) -> Schema:
 class _CrdSchemaGenerator(GenerateJsonSchema):
     """Emits defaults for fields built by a default factory.
 
-    The apiserver defaults only what the schema says; without `default: {}` on an omitted nested
+    The apiserver defaults only what the schema says; without a default on an omitted nested
     object, its own defaults never apply and CEL rules that read it fail with "no such key".
     """
 
@@ -214,7 +213,11 @@ class _CrdSchemaGenerator(GenerateJsonSchema):
         factory = schema.get("default_factory")
         if factory is not None and not schema.get("default_factory_takes_data"):
             value = factory()  # type: ignore[call-arg]
-            schema = {**schema, "default": {} if isinstance(value, BaseModel) else value}
+            if isinstance(value, BaseModel):
+                # The whole defaulted object, not {}: the apiserver checks a default against the
+                # schema's CEL rules as it stands, before nested defaults would fill it in.
+                value = value.model_dump(by_alias=True, exclude_none=True, mode="json")
+            schema = {**schema, "default": value}
             schema.pop("default_factory")
         return super().default_schema(schema)
 

@@ -1,0 +1,160 @@
+"""The router's state and the path of one inference request: name -> Model -> version -> pod.
+
+`Router` owns the routing table, the API keys, the endpoint picker, the hold queue and the metrics;
+`Router.handle` runs one request: authenticate, parse just enough of the body to find the model,
+authorize, hold while the Model has no ready endpoint, then forward the body unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from .auth import KeyStore
+from .balancer import BalancerSettings, EndpointPicker, prompt_prefix
+from .errors import RouterError, bad_request, unknown_model
+from .hold import DemandMarker, HoldQueue, HoldSettings, MarkDemand
+from .metrics import RouterMetrics
+from .proxy import Forwarder, ProxySettings
+from .table import Endpoint, ModelRoute, RoutingTable
+
+VERSION_HEADER = "X-Tessera-Version"
+SESSION_HEADER = "X-Session-Id"
+MODEL_HEADER = "X-Tessera-Model"
+
+
+@dataclass(frozen=True)
+class RouterSettings:
+    """Everything tunable about request handling."""
+
+    hold: HoldSettings = field(default_factory=HoldSettings)
+    balancer: BalancerSettings = field(default_factory=BalancerSettings)
+    proxy: ProxySettings = field(default_factory=ProxySettings)
+    api_keys: bool = False
+    """Require API keys (from Secrets or the routes file)."""
+
+
+class Router:
+    """One router process: its table, keys, metrics and the request path."""
+
+    def __init__(self, settings: RouterSettings | None = None, mark_demand: MarkDemand | None = None) -> None:
+        self.settings = settings or RouterSettings()
+        self.table = RoutingTable()
+        self.keys = KeyStore(enabled=self.settings.api_keys)
+        self.metrics = RouterMetrics()
+        self.picker = EndpointPicker(self.settings.balancer)
+        self.marker = DemandMarker(mark_demand, self.settings.hold.demand_interval)
+        self.hold = HoldQueue(self.table, self.settings.hold, self.marker, self.metrics)
+        self.session: aiohttp.ClientSession | None = None
+        """For the load scraper; requests go through `forwarder`'s own pool."""
+        self.forwarder = Forwarder(self.settings.proxy)
+        self.synced: list[asyncio.Event] = []
+        """One event per source; the router is ready once all are set."""
+
+    async def start(self) -> None:
+        """Open the client session the load scraper uses."""
+        self.session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+
+    async def close(self) -> None:
+        """Close the scraper's session and every pooled upstream connection."""
+        self.forwarder.pool.close()
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    def ready(self) -> bool:
+        """Whether every source has delivered its first full state."""
+        return all(event.is_set() for event in self.synced)
+
+    def _pinned_version(self, route: ModelRoute, request: web.Request) -> str | None:
+        pin = request.headers.get(VERSION_HEADER)
+        if not pin:
+            return None
+        version = route.resolve_version(pin)
+        if version is None:
+            raise bad_request(f"The model `{route.spec.served_name}` has no version `{pin}`.",
+                              param=VERSION_HEADER)
+        return version
+
+    def _ready_check(self, pinned: str | None) -> Any:
+        def ready(route: ModelRoute) -> bool:
+            now = time.monotonic()
+            if pinned is not None:
+                return bool(route.accepting(pinned, now))
+            return route.has_capacity(now)
+
+        return ready
+
+    def _endpoint_chooser(self, route: ModelRoute, pinned: str | None, affinity: str | None) -> Any:
+        picker = self.picker
+
+        def next_endpoint(exclude: set[str]) -> Endpoint | None:
+            now = time.monotonic()
+
+            def usable(version: str) -> list[Endpoint]:
+                return [e for e in route.accepting(version, now) if e.url not in exclude]
+
+            if pinned is not None:
+                candidates = usable(pinned)
+            else:
+                version = route.chooser.pick(lambda v: bool(usable(v)))
+                candidates = usable(version) if version is not None else []
+            return picker.pick(candidates, affinity) if candidates else None
+
+        return next_endpoint
+
+    async def handle(self, request: web.Request, model_from_body: bool = True) -> web.StreamResponse:
+        """Route one request that names a model (in its JSON body, or the `X-Tessera-Model` header)."""
+        labels = ("", "")
+        status = 500
+        try:
+            key = self.keys.authenticate(request.headers)
+            body = await request.read()
+            payload: dict[str, Any] = {}
+            name = request.headers.get(MODEL_HEADER)
+            if model_from_body and body:
+                try:
+                    parsed = json.loads(body)
+                except ValueError:
+                    raise bad_request("The request body is not valid JSON.") from None
+                if not isinstance(parsed, dict):
+                    raise bad_request("The request body must be a JSON object.")
+                payload = parsed
+                name = payload.get("model", name)
+            if not isinstance(name, str) or not name:
+                raise bad_request("You must provide a model parameter.", param="model")
+            route = self.table.lookup(name)
+            if route is None:
+                raise unknown_model(name)
+            labels = (route.spec.name, route.spec.namespace)
+            self.keys.authorize(key, route.spec, name)
+            pinned = self._pinned_version(route, request)
+            ready = self._ready_check(pinned)
+            if not ready(route):
+                await self.hold.wait(route, ready)
+            session_id = request.headers.get(SESSION_HEADER)
+            affinity = f"session:{session_id}" if session_id else prompt_prefix(
+                payload, self.settings.balancer.prefix_chars)
+            series = self.metrics.series(*labels)
+            response, cause = await self.forwarder.forward(
+                request, body, self._endpoint_chooser(route, pinned, affinity), series)
+            status = 499 if cause == "client_disconnected" else response.status
+            if cause is not None:
+                self.metrics.count_error(*labels, cause)
+            return response
+        except RouterError as exc:
+            status = exc.status
+            self.metrics.count_error(*labels, exc.cause)
+            return exc.response()
+        except asyncio.CancelledError:
+            status = 499  # the client went away (aiohttp cancels the handler)
+            self.metrics.count_error(*labels, "client_disconnected")
+            raise
+        finally:
+            self.metrics.count_request(*labels, status)

@@ -1,0 +1,63 @@
+"""OpenAI-format error responses of the router, each with the cause it is counted under."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+
+class RouterError(Exception):
+    """A failure reported to the client as `{"error": {message, type, param, code}}`.
+
+    `cause` is the label of `tessera_router_errors_total`; it never carries client data.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        cause: str,
+        type_: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.cause = cause
+        self.type = type_
+        self.param = param
+        self.code = code
+        self.retry_after = retry_after
+
+    def response(self) -> web.Response:
+        """The aiohttp response, with `Retry-After` (whole seconds, at least 1) when set."""
+        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        headers: dict[str, str] = {}
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(max(1, round(self.retry_after)))
+        return web.Response(
+            body=json.dumps(body).encode(),
+            status=self.status,
+            headers=headers,
+            content_type="application/json",
+        )
+
+
+def bad_request(message: str, *, param: str | None = None) -> RouterError:
+    """A 400 for a body the router cannot route."""
+    return RouterError(400, message, cause="bad_request", param=param, code="invalid_request")
+
+
+def unknown_model(name: str) -> RouterError:
+    """A 404 for a model name that no Model serves (OpenAI's `model_not_found`)."""
+    return RouterError(
+        404,
+        f"The model `{name}` does not exist.",
+        cause="unknown_model",
+        param="model",
+        code="model_not_found",
+    )

@@ -1,0 +1,85 @@
+"""Start a router process: sources, scraper, HTTP server; drain in-flight requests on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from aiohttp import web
+
+from .app import build_app
+from .core import Router, RouterSettings
+from .file_source import FileSource
+from .scraper import LoadScraper
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RouterOptions:
+    """Command-line options of `tessera-runtime router`."""
+
+    host: str = "0.0.0.0"
+    port: int = 8080
+    routes: Path | None = None
+    kubeconfig: Path | None = None
+    in_cluster: bool = False
+    namespace: str | None = None
+    endpoints_from: Literal["endpointslices", "pods"] = "endpointslices"
+    settings: RouterSettings = field(default_factory=RouterSettings)
+    scrape_interval: float = 2.0
+    reload_interval: float = 1.0
+    shutdown_timeout: float = 60.0
+
+
+async def serve(options: RouterOptions, started: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT; then stop accepting and give in-flight streams `shutdown_timeout` s."""
+    kube = None
+    file_source = None
+    router = Router(options.settings)
+    if options.routes is not None:
+        file_source = FileSource(options.routes, router.table, router.keys, options.reload_interval)
+        router.synced.append(file_source.synced)
+    else:
+        from .kube_source import KubeSource, api_client  # the kubernetes client only when used
+
+        kube = KubeSource(router.table, router.keys, api_client(options.kubeconfig, options.in_cluster),
+                          options.namespace, options.endpoints_from)
+        router.marker.mark = kube.mark_demand
+        router.synced.append(kube.synced)
+
+    app = build_app(router)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=options.shutdown_timeout)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    if file_source is not None:
+        file_source.start()
+    if kube is not None:
+        kube.start()
+    assert router.session is not None
+    scraper = LoadScraper(router.table, router.session, options.scrape_interval)
+    scraper.start()
+    site = web.TCPSite(runner, options.host, options.port, backlog=1024, reuse_address=True)
+    await site.start()
+    log.info("router listening on %s:%d", options.host, options.port)
+    if started is not None:
+        started.set()
+    try:
+        await stop.wait()
+    finally:
+        log.info("router stopping: draining in-flight requests (up to %.0f s)", options.shutdown_timeout)
+        await scraper.stop()
+        if file_source is not None:
+            await file_source.stop()
+        if kube is not None:
+            kube.stop()
+        await runner.cleanup()

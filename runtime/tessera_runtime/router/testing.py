@@ -1,0 +1,183 @@
+"""A minimal fake OpenAI server, for the router's tests and benchmark (never for serving).
+
+It answers /v1/completions and /v1/chat/completions at once (or streams a few SSE chunks), names
+itself in `system_fingerprint` and the `X-Upstream` header so a test can tell who answered, and
+exposes vLLM-named load gauges on /metrics. A stream can be made to pause after its first chunk
+until the test releases it, to act out pods going away mid-stream.
+
+Run alone as `python -m tessera_runtime.router.testing --port N` (the benchmark's upstream).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiohttp import web
+
+from .app import build_app
+from .core import Router, RouterSettings
+from .file_source import apply_routes, parse_routes
+from .hold import MarkDemand
+
+
+class FakeUpstream:
+    """One fake pod."""
+
+    def __init__(self, name: str, *, chunks: int = 3, waiting: float = 0.0, kv_cache_usage: float = 0.0,
+                 shutdown_timeout: float = 0.5) -> None:
+        self.name = name
+        self.shutdown_timeout = shutdown_timeout
+        self.chunks = chunks
+        self.waiting = waiting
+        self.kv_cache_usage = kv_cache_usage
+        self.requests = 0
+        self.last_headers: dict[str, str] = {}
+        self.last_body: bytes = b""
+        self.pause_streams: asyncio.Event | None = None
+        """When set to an Event, streams stop after the first chunk until it is set."""
+        self.stream_started = asyncio.Event()
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+        self._static_reply = b""
+
+    def app(self) -> web.Application:
+        """The aiohttp application."""
+        app = web.Application()
+        app.router.add_post("/v1/completions", self._generate)
+        app.router.add_post("/v1/chat/completions", self._generate)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/health", self._health)
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Listen (port 0: any free port); returns the base URL."""
+        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=self.shutdown_timeout)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        self.url = bound_url(self._runner, host)
+        return self.url
+
+    async def stop(self) -> None:
+        """Stop listening; in-flight responses get `shutdown_timeout` seconds, then are cut off."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        text = (
+            f'vllm:num_requests_waiting{{model_name="{self.name}",engine="0"}} {self.waiting}\n'
+            f'vllm:kv_cache_usage_perc{{model_name="{self.name}",engine="0"}} {self.kv_cache_usage}\n'
+        )
+        return web.Response(text=text, content_type="text/plain")
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        body = await request.json()
+        return web.json_response({"object": "list", "model": body.get("model"), "upstream": self.name,
+                                  "data": [{"object": "embedding", "index": 0, "embedding": [0.0, 1.0]}]},
+                                 headers={"X-Upstream": self.name})
+
+    async def _generate(self, request: web.Request) -> web.StreamResponse:
+        self.requests += 1
+        raw = await request.read()
+        self.last_body = raw
+        self.last_headers = dict(request.headers)
+        body: dict[str, Any] = json.loads(raw)
+        chat = request.path.endswith("/chat/completions")
+        model = body.get("model", "")
+        if "fake_size" in body:  # a large sized answer, streamed through rather than read whole
+            return web.Response(body=b"x" * int(body["fake_size"]), content_type="application/octet-stream",
+                                headers={"X-Upstream": self.name})
+        if "fake_status" in body:  # lets a test see an upstream error pass through
+            error = {"error": {"message": "fake failure", "type": "server_error", "param": None, "code": None}}
+            return web.json_response(error, status=int(body["fake_status"]), headers={"X-Upstream": self.name})
+        if not body.get("stream"):
+            if chat:
+                choice: dict[str, Any] = {"index": 0, "finish_reason": "stop",
+                                          "message": {"role": "assistant", "content": f"hello from {self.name}"}}
+            else:
+                choice = {"index": 0, "finish_reason": "stop", "text": f"hello from {self.name}", "logprobs": None}
+            reply = {
+                "id": "cmpl-fake", "object": "chat.completion" if chat else "text_completion",
+                "created": int(time.time()), "model": model, "system_fingerprint": self.name,
+                "choices": [choice], "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4},
+            }
+            return web.Response(body=json.dumps(reply).encode(), content_type="application/json",
+                                headers={"X-Upstream": self.name})
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "X-Upstream": self.name})
+        await response.prepare(request)
+        for index in range(self.chunks):
+            if chat:
+                delta: dict[str, Any] = {"index": 0, "delta": {"content": f"t{index} "}, "finish_reason": None}
+            else:
+                delta = {"index": 0, "text": f"t{index} ", "finish_reason": None, "logprobs": None}
+            chunk = {"id": "cmpl-fake", "object": "chat.completion.chunk" if chat else "text_completion",
+                     "created": int(time.time()), "model": model, "system_fingerprint": self.name,
+                     "choices": [delta]}
+            await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+            if index == 0:
+                self.stream_started.set()
+                if self.pause_streams is not None:
+                    await self.pause_streams.wait()
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+
+def bound_url(runner: web.BaseRunner, host: str = "127.0.0.1") -> str:
+    """The base URL of a runner's started site (port 0 picks a free port)."""
+    port = runner.addresses[0][1]
+    return f"http://{host}:{port}"
+
+
+def router_from_routes(document: Any, settings: RouterSettings | None = None,
+                       mark_demand: MarkDemand | None = None) -> Router:
+    """A router whose table holds a routes-file document (see `file_source`)."""
+    router = Router(settings, mark_demand)
+    apply_routes(parse_routes(document), router.table, router.keys)
+    return router
+
+
+@asynccontextmanager
+async def serve_router(router: Router, *, shutdown_timeout: float = 5.0) -> AsyncIterator[str]:
+    """Serve `router` on a free loopback port for the duration; yields its base URL."""
+    runner = web.AppRunner(build_app(router), access_log=None, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield bound_url(runner)
+    finally:
+        await runner.cleanup()
+
+
+async def _main(host: str, port: int, name: str | None) -> None:
+    upstream = FakeUpstream(name or f"fake-{port}")
+    url = await upstream.start(host=host, port=port)
+    print(url, flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--name", default=None, help="what it answers in X-Upstream (default: fake-PORT)")
+    args = parser.parse_args()
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(_main(args.host, args.port, args.name))
+    else:
+        uvloop.run(_main(args.host, args.port, args.name))
