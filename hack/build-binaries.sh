@@ -30,6 +30,8 @@ build() {  # build <component> <version> <module dir> <ldflags> <package>...
   local start=$SECONDS tmp="$out.tmp"
   rm -rf "$tmp"; mkdir -p "$tmp"
   (cd "$here/$moddir" && go build -trimpath -ldflags "$ldflags" -o "$tmp/" "$@")
+  # go names etcd's binary after its package (go.etcd.io/etcd/server/v3 -> "server").
+  if [[ $name == etcd && -f $tmp/server ]]; then mv "$tmp/server" "$tmp/etcd"; fi
   rm -rf "$out"; mv "$tmp" "$out"; touch "$out/.complete"
   echo "[$name] built in $((SECONDS - start)) s"
 }
