@@ -11,6 +11,7 @@ cluster-binaries:  ## Build (or reuse) the local control plane's binaries from G
 	hack/build-binaries.sh
 
 test: install cluster-binaries  ## The whole test suite (unit, runtime, cluster, e2e), as CI runs it
+	hack/ensure-system-packages.sh
 	hack/run-tests.sh
 
 test-unit: install  ## Only the fast tests that need neither the model nor a cluster
@@ -27,9 +28,14 @@ lint: install  ## ruff, mypy --strict and the import-linter contracts
 crds: install  ## Regenerate crds/ (and the chart's CRD templates) from the pydantic types
 	$(PY) -m tessera_operator.crdgen --out crds
 	$(PY) -m tessera_operator.docgen --out docs/reference.md
+	$(PY) hack/sync-chart-crds.py
+	$(PY) hack/gen-chart-assets.py
 
 crds-check: install
 	$(PY) -m tessera_operator.crdgen --out crds --check
+	$(PY) -m tessera_operator.docgen --out docs/reference.md --check
+	$(PY) hack/sync-chart-crds.py --check
+	$(PY) hack/gen-chart-assets.py --check
 
 bench: install  ## Benchmarks (each prints ratios against a baseline measured in the same run)
 	$(PY) benchmarks/planner.py || true

@@ -8,8 +8,11 @@ export PATH="$root/.venv/bin:$PATH"
 status=0
 step() { echo; echo "== $*"; }
 
-step "generated CRDs match the pydantic types"
+step "generated files match their sources (CRDs, API reference, chart CRDs and assets)"
 python -m tessera_operator.crdgen --out crds --check || status=1
+python -m tessera_operator.docgen --out docs/reference.md --check || status=1
+python hack/sync-chart-crds.py --check || status=1
+python hack/gen-chart-assets.py --check || status=1
 
 step "ruff"
 ruff check operator runtime tests benchmarks || status=1

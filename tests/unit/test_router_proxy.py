@@ -50,7 +50,7 @@ async def _post(session: aiohttp.ClientSession, url: str, body: Any, headers: di
         return response.status, json.loads(text), response.headers.get("X-Upstream", "")
 
 
-def test_routes_by_served_name_and_alias_and_forwards_the_body_unchanged(run: Runner) -> None:
+def test_routes_by_served_name_and_alias_rewriting_only_aliases(run: Runner) -> None:
     async def scenario() -> None:
         llama, mistral = FakeUpstream("llama-pod"), FakeUpstream("mistral-pod")
         await llama.start()
@@ -61,10 +61,14 @@ def test_routes_by_served_name_and_alias_and_forwards_the_body_unchanged(run: Ru
             {"name": "mistral", "namespace": "team", "versions": [{"version": "v1", "endpoints": [mistral.url]}]},
         ]})
         async with serve_router(router) as url, aiohttp.ClientSession() as session:
-            raw = b'{"model": "l3",   "prompt": "keep my spacing"}'
+            raw = b'{"model": "llama-3",   "prompt": "keep my spacing"}'
             status, body, upstream = await _post(session, url, raw)
             assert (status, upstream, body["system_fingerprint"]) == (200, "llama-pod", "llama-pod")
-            assert llama.last_body == raw
+            assert llama.last_body == raw  # the served name: forwarded byte for byte
+            status, _, upstream = await _post(session, url, {"model": "l3", "prompt": "by alias"})
+            assert (status, upstream) == (200, "llama-pod")
+            # an alias is rewritten to the served name, the only name the engine answers to
+            assert json.loads(llama.last_body) == {"model": "llama-3", "prompt": "by alias"}
             for name, pod in (("llama-3", "llama-pod"), ("mistral", "mistral-pod")):
                 status, _, upstream = await _post(session, url, {"model": name, "prompt": "hi"})
                 assert (status, upstream) == (200, pod)

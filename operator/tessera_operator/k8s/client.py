@@ -17,6 +17,8 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
+from tessera_runtime.kube_incluster import load_incluster_config
+
 from .errors import KubeError, NotFound, Unavailable, from_response
 from .resources import Resource, resource_of
 
@@ -37,7 +39,7 @@ def load_api_client(kubeconfig: str | os.PathLike[str] | None = None, context: s
     path = kubeconfig or os.environ.get("KUBECONFIG")
     if path is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
         configuration = k8s_client.Configuration()
-        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        load_incluster_config(configuration)
         return k8s_client.ApiClient(configuration)
     api_client: k8s_client.ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
         config_file=str(path) if path else None, context=context

@@ -26,6 +26,8 @@ def router_command(
     hold_queue: int = typer.Option(256, min=0, help="Requests held per Model at most; more get 429."),
     retry_after: float = typer.Option(5.0, min=1, help="Retry-After seconds on 429/503 from the hold queue."),
     api_keys: bool = typer.Option(False, "--api-keys", help="Require API keys (Secrets labelled tessera.dev/api-key=true)."),
+    api_key_namespace: str | None = typer.Option(
+        None, help="Namespace holding the API-key Secrets (default: the watched namespace, or all)."),
     prefix_chars: int = typer.Option(256, min=0, help="Prompt characters for prefix affinity (0: off)."),
     scrape_interval: float = typer.Option(2.0, min=0, help="Seconds between scrapes of pods' /metrics (0: off)."),
     connect_attempts: int = typer.Option(3, min=1, help="Pods tried when connections are refused."),
@@ -52,7 +54,8 @@ def router_command(
     )
     options = RouterOptions(
         host=host, port=port, routes=routes, kubeconfig=kubeconfig, in_cluster=in_cluster, namespace=namespace,
-        endpoints_from="pods" if endpoints_from == "pods" else "endpointslices", settings=settings, scrape_interval=scrape_interval, shutdown_timeout=shutdown_timeout,
+        endpoints_from="pods" if endpoints_from == "pods" else "endpointslices", api_key_namespace=api_key_namespace,
+        settings=settings, scrape_interval=scrape_interval, shutdown_timeout=shutdown_timeout,
     )
     try:
         import uvloop

@@ -134,6 +134,11 @@ class Router:
                 raise unknown_model(name)
             labels = (route.spec.name, route.spec.namespace)
             self.keys.authorize(key, route.spec, name)
+            if payload and name != route.spec.served_name:
+                # Asked by alias: the engine knows only its served name. Served names (the common
+                # case) are forwarded byte for byte.
+                payload["model"] = route.spec.served_name
+                body = json.dumps(payload).encode()
             pinned = self._pinned_version(route, request)
             ready = self._ready_check(pinned)
             if not ready(route):

@@ -22,6 +22,8 @@ from typing import Any, Literal
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from tessera_runtime.kube_incluster import load_incluster_config
+
 from .auth import API_KEY_LABEL, KeyStore, key_from_secret
 from .kube_objects import (
     DEMAND_ANNOTATION,
@@ -146,7 +148,7 @@ def api_client(kubeconfig: Path | None, in_cluster: bool) -> client.ApiClient:
     """An API client from the in-cluster service account or a kubeconfig file (default location when None)."""
     configuration = client.Configuration()
     if in_cluster:
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        load_incluster_config(configuration)
     else:
         config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=str(kubeconfig) if kubeconfig else None, client_configuration=configuration)
@@ -162,8 +164,10 @@ class KubeSource:
 
     def __init__(self, table: RoutingTable, keys: KeyStore, api: client.ApiClient,
                  namespace: str | None = None,
-                 endpoints_from: Literal["endpointslices", "pods"] = "endpointslices") -> None:
+                 endpoints_from: Literal["endpointslices", "pods"] = "endpointslices",
+                 api_key_namespace: str | None = None) -> None:
         self.table = table
+        self.api_key_namespace = api_key_namespace
         self.keys = keys
         self.api = api
         self.namespace = namespace
@@ -265,6 +269,9 @@ class KubeSource:
             endpoints = (core.list_pod_for_all_namespaces if pods else discovery.list_endpoint_slice_for_all_namespaces,
                          model_kwargs)
             secrets = (core.list_secret_for_all_namespaces, secret_kwargs)
+        if self.api_key_namespace:
+            # Keys live in one namespace (the chart's): the router needs no right to other Secrets.
+            secrets = (core.list_namespaced_secret, {"namespace": self.api_key_namespace, **secret_kwargs})
         self._watchers = [
             ResourceWatcher("models", models[0], models[1], loop, self._models_listed, self._model_event),
             ResourceWatcher(self.endpoints_from, endpoints[0], endpoints[1], loop, self._endpoints_listed,

@@ -31,6 +31,7 @@ class RouterOptions:
     in_cluster: bool = False
     namespace: str | None = None
     endpoints_from: Literal["endpointslices", "pods"] = "endpointslices"
+    api_key_namespace: str | None = None
     settings: RouterSettings = field(default_factory=RouterSettings)
     scrape_interval: float = 2.0
     reload_interval: float = 1.0
@@ -49,7 +50,7 @@ async def serve(options: RouterOptions, started: asyncio.Event | None = None) ->
         from .kube_source import KubeSource, api_client  # the kubernetes client only when used
 
         kube = KubeSource(router.table, router.keys, api_client(options.kubeconfig, options.in_cluster),
-                          options.namespace, options.endpoints_from)
+                          options.namespace, options.endpoints_from, options.api_key_namespace)
         router.marker.mark = kube.mark_demand
         router.synced.append(kube.synced)
 
