@@ -1,0 +1,148 @@
+"""Tessera's autoscaling policy: `decide(state, observation, config) -> (decision, new state)`.
+
+In plain words, each call:
+1. measures the load in busy replicas (see `demand`) and the replicas the KV cache needs;
+2. scales from zero at once when the router holds a request, and to zero after `scaleToZeroAfter` idle;
+3. plans capacity one cold start ahead (see `forecast`); replicas still loading count as capacity on
+   the way, so a fleet that is loading is never scaled up again for the same demand;
+4. scales up as soon as the plan exceeds the replicas there are (ready and loading), to the plan;
+5. scales down only when every plan of the stabilization window, with its headroom, wanted fewer
+   replicas and the last change is that old, to the largest of them: no flapping.
+"""
+
+from __future__ import annotations
+
+import math
+
+from tessera_operator.autoscaling.config import PolicyConfig
+from tessera_operator.autoscaling.demand import LoadEstimate, estimate_load, utilisation_for
+from tessera_operator.autoscaling.forecast import Forecast, forecast
+from tessera_operator.autoscaling.observation import Decision, Observation
+from tessera_operator.autoscaling.state import DemandSample, PolicyState
+
+
+def _is_active(observation: Observation) -> bool:
+    return (
+        observation.router_in_flight > 0
+        or observation.router_held > 0
+        or (observation.request_rate or 0.0) > 0
+        or any(pod.running > 0 or pod.waiting > 0 for pod in observation.pods)
+    )
+
+
+def _clamp(replicas: int, config: PolicyConfig) -> int:
+    return max(config.min_replicas, min(config.max_replicas, replicas))
+
+
+def _ceil(value: float) -> int:
+    return math.ceil(value - 1e-6)
+
+
+def decide(
+    state: PolicyState, observation: Observation, config: PolicyConfig
+) -> tuple[Decision, PolicyState]:
+    """Decide the Model's replica count from one observation; pure: same inputs, same answer."""
+    now = observation.time_seconds
+    current = observation.replicas
+    previous = state.samples[-1].time_seconds if state.samples else None
+    elapsed = config.interval_seconds if previous is None else max(0.0, now - previous)
+    load = estimate_load(observation, config, state, elapsed)
+    active = _is_active(observation)
+    last_active = now if active or state.last_active_seconds is None else state.last_active_seconds
+
+    # Demand in replicas at target: busy replicas over the target utilisation, or what the KV cache needs.
+    utilisation = (
+        utilisation_for(config.tpot_target_fraction * config.tpot_slo_seconds, load.unloaded_tpot_seconds)
+        if load.unloaded_tpot_seconds is not None
+        else 1.0
+    )
+    keep = max(config.trend_window_seconds, config.stable_window_seconds, config.scale_down_delay_seconds)
+    history = [sample for sample in state.samples if sample.time_seconds > now - keep]
+    points = [
+        (sample.time_seconds, max(sample.busy_replicas / utilisation, sample.kv_replicas))
+        for sample in history
+    ]
+    points.append((now, max(load.busy_replicas / utilisation, load.kv_replicas)))
+    plan = forecast(points, now, current, config)
+    floor = 1 if active else 0
+    # What a scale-down may go to at this moment: the plan with the hysteresis headroom on top.
+    keep_for = _clamp(max(floor, _ceil(plan.planned * (1 + config.scale_down_headroom))), config)
+    history.append(DemandSample(now, load.busy_replicas, load.kv_replicas, keep_for))
+
+    recommendation = _clamp(max(floor, _ceil(plan.planned)), config)
+    if recommendation > current:
+        recommendation = _clamp(max(floor, _ceil(plan.ahead * (1 + config.scale_up_headroom))), config)
+    desired, reason = _choose(
+        state, observation, config, load, plan, recommendation, history, last_active
+    )
+    desired = _clamp(desired, config)
+    new_state = PolicyState(
+        samples=tuple(history),
+        cost_per_request_rate=load.cost_per_request_rate,
+        unloaded_tpot_seconds=load.unloaded_tpot_seconds,
+        last_active_seconds=last_active,
+        last_change_seconds=now if desired != current else state.last_change_seconds,
+    )
+    return Decision(desired, reason, round(plan.planned, 3)), new_state
+
+
+def _choose(
+    state: PolicyState,
+    observation: Observation,
+    config: PolicyConfig,
+    load: LoadEstimate,
+    plan: Forecast,
+    recommendation: int,
+    history: list[DemandSample],
+    last_active: float,
+) -> tuple[int, str]:
+    now = observation.time_seconds
+    current = observation.replicas
+    if current == 0:
+        if observation.router_held > 0 or load.request_rate > 0:
+            wanted = max(1, recommendation)
+            held = observation.router_held
+            return wanted, (
+                f"Scale from zero to {wanted}: the router holds {held} request{'' if held == 1 else 's'} "
+                "and no replica is up."
+            )
+        return 0, "Stay at zero: no request is held or arriving."
+    idle_for = now - last_active
+    if config.min_replicas == 0 and idle_for >= config.scale_to_zero_after_seconds:
+        return 0, (
+            f"Scale to zero: nothing in flight, held or arriving for {idle_for:.0f} s "
+            f"(scaleToZeroAfter {config.scale_to_zero_after_seconds:.0f} s)."
+        )
+    figures = _figures(load, plan, config)
+    if recommendation > current:
+        loading = observation.loading_replicas
+        on_the_way = f", counting the {loading} still loading" if loading else ""
+        return recommendation, f"Scale up from {current} to {recommendation}: {figures}{on_the_way}."
+    since_change = math.inf if state.last_change_seconds is None else now - state.last_change_seconds
+    delay = config.scale_down_delay_seconds
+    window = [sample.recommendation for sample in history if sample.time_seconds > now - delay]
+    watched_long_enough = history[0].time_seconds <= now - delay + config.interval_seconds
+    # Once every plan of the window wanted fewer, go to what the plan needs now (with its headroom).
+    lower = history[-1].recommendation if max(window, default=current) < current else current
+    if lower < current and since_change >= delay and watched_long_enough and not observation.loading_replicas:
+        return lower, (
+            f"Scale down from {current} to {lower}: {figures}, and no plan in the last {delay:.0f} s "
+            "wanted more."
+        )
+    if lower < current:
+        return current, f"Hold {current}: {figures}; a scale-down waits for {delay:.0f} s of lower plans."
+    return current, f"Hold {current}: {figures}."
+
+
+def _figures(load: LoadEstimate, plan: Forecast, config: PolicyConfig) -> str:
+    step_ms = config.tpot_target_fraction * config.tpot_slo_seconds * 1000
+    text = f"the load needs {plan.planned:.1f} replicas at {step_ms:.0f} ms steps ({load.request_rate:.0f} req/s"
+    if load.source == "request rate":
+        text += ", measured by request rate as pods saturate"
+    if plan.burst:
+        text += ", a burst"
+    elif plan.trend_per_minute > 0.01:
+        text += f", rising {plan.trend_per_minute:.2f} replicas/min over a {config.cold_start_seconds:.0f} s cold start"
+    if load.backlog:
+        text += f", {load.backlog} queued"
+    return text + ")"

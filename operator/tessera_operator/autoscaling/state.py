@@ -1,0 +1,75 @@
+"""The policy's memory between two calls: explicit, small and serialisable.
+
+The operator keeps it in `Model.status.autoscaling.state` between reconciles (`to_dict` and `from_dict`
+use camelCase keys), so a restarted operator picks up where the last one left off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class DemandSample:
+    """One call's estimates: the load in busy replicas, the replicas the KV cache needs, and the replica
+    count a scale-down could go to at that moment."""
+
+    time_seconds: float
+    busy_replicas: float
+    kv_replicas: float
+    recommendation: int
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyState:
+    """Recent samples (as long as the longest window), what the policy has learned, and its last moves."""
+
+    samples: tuple[DemandSample, ...] = ()
+    #: Learned cost of the request mix: replicas' worth of load per request per second.
+    cost_per_request_rate: float | None = None
+    #: Learned time per output token of an unloaded pod (when the config does not give it).
+    unloaded_tpot_seconds: float | None = None
+    #: Last time anything was in flight, held or arriving.
+    last_active_seconds: float | None = None
+    #: Last time the policy changed the replica count.
+    last_change_seconds: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The state as JSON-ready data with camelCase keys."""
+        return {
+            "samples": [
+                [
+                    round(sample.time_seconds, 3),
+                    round(sample.busy_replicas, 4),
+                    round(sample.kv_replicas, 4),
+                    sample.recommendation,
+                ]
+                for sample in self.samples
+            ],
+            "costPerRequestRate": self.cost_per_request_rate,
+            "unloadedTpotSeconds": self.unloaded_tpot_seconds,
+            "lastActiveSeconds": self.last_active_seconds,
+            "lastChangeSeconds": self.last_change_seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> PolicyState:
+        """Read back what `to_dict` wrote; missing or empty data gives a fresh state."""
+        if not data:
+            return cls()
+        samples = tuple(
+            DemandSample(float(moment), float(busy), float(kv), int(recommendation))
+            for moment, busy, kv, recommendation in data.get("samples", [])
+        )
+        return cls(
+            samples=samples,
+            cost_per_request_rate=_optional_float(data.get("costPerRequestRate")),
+            unloaded_tpot_seconds=_optional_float(data.get("unloadedTpotSeconds")),
+            last_active_seconds=_optional_float(data.get("lastActiveSeconds")),
+            last_change_seconds=_optional_float(data.get("lastChangeSeconds")),
+        )
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
