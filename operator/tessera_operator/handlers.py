@@ -12,6 +12,7 @@ transitions), and a reconcile that changes nothing writes nothing.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +25,7 @@ from tessera_operator.observability import ModelMetrics
 from tessera_operator.observability import serve as serve_metrics
 from tessera_operator.planner import load_catalogue
 from tessera_operator.reconcile import Reconciler, RetryLater
+from tessera_operator.reconcile.autoscale import Autoscaler, AutoscalerSettings
 from tessera_operator.settings import OperatorSettings
 
 log = logging.getLogger("tessera_operator.handlers")
@@ -120,13 +122,18 @@ def run(config: OperatorSettings, kube: Kube | None = None) -> None:
     metrics = serve_metrics(config.metrics_port) if config.metrics_port else None
     reconciler = Reconciler(client, config.desired(), EventRecorder(client),
                             observers=(metrics.observe,) if metrics is not None else (),
-                            catalogue=load_catalogue(config.gpu_catalogue))
+                            catalogue=load_catalogue(config.gpu_catalogue),
+                            autoscaler=Autoscaler(AutoscalerSettings.from_env(interval_seconds=config.refresh_seconds)))
     registry = build_registry(config, reconciler, metrics)
     namespaces = config.namespaces or (() if config.all_namespaces else ("default",))
     kopf.run(
         registry=registry,
         standalone=config.standalone,
         peering_name=None if config.standalone else config.peering_name,
+        # kopf pauses every replica that sees a peer of equal or higher priority; a random draw
+        # per process makes exactly one replica active (the highest), and another takes over when
+        # its peering record expires.
+        priority=0 if config.standalone else random.randrange(1, 1 << 30),
         liveness_endpoint=config.liveness,
         clusterwide=config.all_namespaces,
         namespaces=() if config.all_namespaces else namespaces,

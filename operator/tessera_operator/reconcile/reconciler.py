@@ -36,11 +36,13 @@ from tessera_operator.k8s.resources import MODEL, NODE
 from tessera_operator.planner import Catalogue
 
 from . import replicas as replica_policy
+from .autoscale import Autoscaler, Fleet
 from .conditions import Assessment, assess
 from .diagnose import Problem, version_problems
 from .observe import Observed, observe, version_of, version_state
 from .planning import inventory_from_nodes, plan_version
 from .report import StatusFacts, build_status, condition_events
+from .rollout_strategy import RolloutStrategy, RolloutVersionDecision, merge_rollout_conditions, parse_clock
 from .versions import VersionContext, VersionEvent, VersionState, VersionStrategy, strategy_for
 
 Json = dict[str, Any]
@@ -81,6 +83,8 @@ class _Outcome:
     traffic: tuple[tuple[str, int], ...]
     events: list[VersionEvent]
     problems: list[Problem]
+    rollout: RolloutVersionDecision | None = None
+    """The gated rollout's decision (spec.rollout set): its status fields join the single status write."""
 
 
 @dataclass
@@ -108,6 +112,7 @@ class Reconciler:
         replicas: Callable[[ModelSpec, ModelStatus], int] = replica_policy.desired_replicas,
         observers: tuple[Callable[[Json], None], ...] = (),
         catalogue: Catalogue | None = None,
+        autoscaler: Autoscaler | None = None,
     ) -> None:
         self.kube = kube
         self.settings = settings or DesiredSettings()
@@ -115,6 +120,8 @@ class Reconciler:
         self.clock = clock
         self.strategy = strategy
         self.replicas = replicas
+        self.autoscaler = autoscaler
+        """Decides replicas for policy `tessera` (None: the `replicas` seam alone)."""
         self.observers = observers
         self.catalogue = catalogue or Catalogue()
         """Called with the Model (wire form, new status) after each reconcile, e.g. the metrics collector."""
@@ -147,6 +154,8 @@ class Reconciler:
         """Drop the bookkeeping of a deleted Model."""
         with self._guard:
             self._keys.pop((namespace, name), None)
+        if self.autoscaler is not None:
+            self.autoscaler.forget(namespace, name)
 
     def _reconcile_once(self, namespace: str, name: str, state: _KeyState) -> ReconcileResult | None:
         try:
@@ -177,6 +186,11 @@ class Reconciler:
             stable = max(versions, key=lambda v: (versions[v].ready_replicas, v == desired.version))
         spec = desired.spec
         target = self.replicas(spec, old_status) if spec is not None else 0
+        scaling = None
+        if spec is not None and self.autoscaler is not None:
+            scaling = self.autoscaler.scale(live, spec, old_status, _fleet(desired.version, stable, versions, observed),
+                                            self.clock())
+            target = scaling.replicas
         result = ReconcileResult()
         outcome = _Outcome(stable, None, ((stable, 100),) if stable else (), [], list(desired.problems))
         if spec is not None and desired.version is not None:
@@ -205,6 +219,14 @@ class Reconciler:
             endpoint=endpoint(ref, self.settings.cluster_domain),
         )
         new_status = build_status(old_status, facts, conditions, now)
+        if scaling is not None and scaling.status is not None:
+            new_status["autoscaling"] = scaling.status  # in the same single status write
+        if outcome.rollout is not None:
+            new_status.update(outcome.rollout.status_fields)
+            new_status["conditions"] = merge_rollout_conditions(new_status.get("conditions") or [],
+                                                                outcome.rollout.conditions)
+        if scaling is not None and scaling.event is not None:
+            outcome.events.append(VersionEvent("Normal", "Scaled", scaling.event))
         result.status_written = write_status(self.kube, ref.namespace, ref.name, live.get("status"), new_status)
         result.ready = conditions[0].status == "True"
         for observe_model in self.observers:
@@ -223,10 +245,15 @@ class Reconciler:
     ) -> None:
         """Let the version strategy decide, then apply the desired version and delete what goes."""
         assert desired.version is not None
-        decision = self.strategy(spec).decide(VersionContext(
+        strategy = self.strategy(spec)
+        if spec.rollout is not None and self.strategy is strategy_for:  # gated rollout (the default seam only)
+            strategy = RolloutStrategy(self.kube, ref, observed, self.settings, parse_clock(self.clock()))
+        decision = strategy.decide(VersionContext(
             spec, old_status, desired.version, desired.plan is not None, versions, stable))
         outcome.stable, outcome.candidate, outcome.traffic = decision.stable, decision.candidate, decision.traffic
         outcome.events += decision.events
+        if isinstance(decision, RolloutVersionDecision):
+            outcome.rollout = decision
         try:
             if decision.run_desired and desired.plan is not None:
                 self._apply_version(ref, spec, desired.version, desired.plan, target, observed, applied)
@@ -291,6 +318,17 @@ class Reconciler:
         recorded = WorkloadPlan.from_annotation(
             ((workloads.get(stable) or {}).get("metadata", {}).get("annotations") or {}).get(L.PLAN))
         return recorded.plan if recorded is not None else old.plan
+
+
+def _fleet(
+    version: str | None, stable: str | None, versions: dict[str, VersionState], observed: Observed
+) -> Fleet | None:
+    """The replicas the autoscaler moves: the spec's version when it runs, else the stable one."""
+    chosen = version if version in versions else stable
+    if chosen is None or chosen not in versions:
+        return None
+    state = versions[chosen]
+    return Fleet(state.replicas, state.ready_replicas, tuple(observed.pods.get(chosen, [])))
 
 
 def _lenient_status(raw: Json | None) -> ModelStatus:
