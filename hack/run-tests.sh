@@ -24,7 +24,8 @@ step "import-linter contracts"
 lint-imports || status=1
 
 step "pytest"
-python -m pytest -q -p no:cacheprovider "$@"
+# The long fault/scale variants run with `make test-long`; everything else runs here.
+python -m pytest -q -p no:cacheprovider -m "not long" "$@"
 code=$?
 if [[ $code -eq 5 ]]; then echo "pytest collected no tests: failing"; code=1; fi
 [[ $code -eq 0 ]] || status=$code

@@ -12,6 +12,7 @@ transitions), and a reconcile that changes nothing writes nothing.
 from __future__ import annotations
 
 import logging
+import os
 import random
 from collections.abc import Mapping
 from typing import Any
@@ -27,6 +28,7 @@ from tessera_operator.planner import load_catalogue
 from tessera_operator.reconcile import Reconciler, RetryLater
 from tessera_operator.reconcile.autoscale import Autoscaler, AutoscalerSettings
 from tessera_operator.settings import OperatorSettings
+from tessera_runtime.kube_incluster import in_cluster, pod_namespace, service_account_dir
 
 log = logging.getLogger("tessera_operator.handlers")
 MODELS = (GROUP, VERSION, "models")
@@ -70,7 +72,17 @@ def build_registry(
 
     @kopf.on.login(registry=registry, id="login")
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        # The same lookup as the operator's own client: in-cluster, else $KUBECONFIG or ~/.kube/config.
+        # The same lookup as the operator's own client: in-cluster (wherever the ServiceAccount is
+        # mounted, see tessera_runtime.kube_incluster), else $KUBECONFIG or ~/.kube/config.
+        if in_cluster() and not os.environ.get("KUBECONFIG"):
+            folder = service_account_dir()
+            return kopf.ConnectionInfo(
+                server=f"https://{os.environ['KUBERNETES_SERVICE_HOST']}:{os.environ.get('KUBERNETES_SERVICE_PORT', '443')}",
+                ca_path=str(folder / "ca.crt"),
+                token=(folder / "token").read_text().strip(),
+                scheme="Bearer",
+                default_namespace=pod_namespace(),
+            )
         return kopf.login_via_client(**kwargs)
 
     @kopf.on.probe(registry=registry, id="models-reconciled")

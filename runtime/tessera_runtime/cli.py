@@ -13,6 +13,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tessera_runtime.commands.serve",
     "tessera_runtime.commands.fetch",
     "tessera_runtime.commands.vllm",
+    "tessera_runtime.commands.router",
+    "tessera_runtime.commands.evaluate",
 )
 
 app = typer.Typer(

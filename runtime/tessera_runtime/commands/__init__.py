@@ -1,0 +1,1 @@
+"""Subcommands of `tessera-runtime`; each module exposes `register(app)`."""
