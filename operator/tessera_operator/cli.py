@@ -13,6 +13,12 @@ import typer
 COMMAND_MODULES: tuple[str, ...] = (
     "tessera_operator.commands.validate",
     "tessera_operator.commands.dev",
+    "tessera_operator.commands.devstack",
+    "tessera_operator.commands.plan",
+    "tessera_operator.commands.evaluate",
+    "tessera_operator.commands.eval_report",
+    "tessera_operator.commands.simulate",
+    "tessera_operator.commands.rollout",
 )
 
 app = typer.Typer(

@@ -138,11 +138,14 @@ class DevCluster:
             self._start(state, "kube-apiserver", self._argv("kube-apiserver", state))
             # These wait for the apiserver themselves: starting them now overlaps their start-up
             # (binaries loading, Python imports) with the apiserver's.
-            for early in ("kube-controller-manager", "kube-scheduler", "local-node"):
+            for early in ("kube-scheduler", "local-node"):
                 if early != "local-node" or state.local_node:
                     self._start(state, early, self._argv(early, state))
             self._wait_apiserver(state)
             step("kube-apiserver ready")
+            # Not earlier: the controller-manager exits when its health check is forbidden, which
+            # happens until the apiserver has bootstrapped its RBAC roles (part of /readyz).
+            self._start(state, "kube-controller-manager", self._argv("kube-controller-manager", state))
             self._start(state, "kwok", self._argv("kwok", state))
             client = self.rest_client(state)
             create_nodes(client, self.profile)

@@ -57,3 +57,9 @@ def resource_of(obj: dict[str, Any]) -> Resource:
     if key not in KNOWN:
         raise KeyError(f"unknown kind {key[1]} ({key[0]})")
     return KNOWN[key]
+
+# Gated rollouts: the evaluation Job, the ServiceAccount and RoleBinding it runs under, and its record.
+JOB = Resource("batch/v1", "Job", "jobs")
+SERVICE_ACCOUNT = Resource("v1", "ServiceAccount", "serviceaccounts")
+ROLE_BINDING = Resource("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings")
+MODEL_EVALUATION = Resource("tessera.dev/v1alpha1", "ModelEvaluation", "modelevaluations")

@@ -14,6 +14,7 @@ from typing import Any
 
 from tessera_operator.desired import DesiredSettings
 from tessera_operator.desired import labels as L
+from tessera_operator.desired.pod import RUN_AS_USER
 from tessera_operator.k8s import Conflict, Kube
 from tessera_operator.k8s.resources import JOB, MODEL_EVALUATION, ROLE_BINDING, SERVICE_ACCOUNT
 from tessera_operator.rollout import CreateEvaluation, EvaluationObservation
@@ -68,10 +69,17 @@ def evaluation_job(
         "containers": [{
             "name": "evaluate", "image": settings.runtime_image, "imagePullPolicy": settings.image_pull_policy,
             "command": ["tessera-runtime"], "args": args,
+            # The namespace may enforce the restricted Pod Security Standard, as for serving pods.
+            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                "runAsNonRoot": True, "runAsUser": RUN_AS_USER,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
         }],
+        "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS_USER, "runAsGroup": RUN_AS_USER,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
     }
-    if node_selector:
+    if node_selector:  # CPU models' node selector (the local dev node), whose taint serving pods tolerate too
         pod["nodeSelector"] = dict(sorted(node_selector.items()))
+        pod["tolerations"] = [{"key": L.LOCAL_NODE_TAINT, "operator": "Exists", "effect": "NoSchedule"}]
     labels = {EVALUATION_LABEL: action.name}
     return {
         "apiVersion": "batch/v1", "kind": "Job",
