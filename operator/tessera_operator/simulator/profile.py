@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+
 def planned_kv_cache_tokens(config: str, gpu: str, max_model_len: int, utilization: float = 0.9) -> int:
     """KV-cache capacity of one replica, from the planner (the same code the operator plans with)."""
     from tessera_operator.planner import Architecture, PlanRequest, known_config, plan
