@@ -266,6 +266,7 @@ def test_deleting_a_model_removes_everything_it_owned(
 ) -> None:
     manifest = load_example("llama-3.1-8b-gpu.yaml")
     manifest["spec"]["source"].pop("credentialsSecretRef")
+    manifest["spec"]["autoscaling"]["policy"] = "static"  # replicas from spec.replicas
     manifest["spec"]["replicas"] = 2  # also a PodDisruptionBudget
     create_model(kube, namespace, manifest)
     name = manifest["metadata"]["name"]

@@ -157,6 +157,9 @@ class _Memory:
     finished: float | None = None
     router_total: float | None = None
     time: float | None = None
+    #: The policy's state as of the last tick. Status holds it only as of the last replica change, so
+    #: an idle Model costs no status write per tick; after a restart the policy resumes from status.
+    state: PolicyState | None = None
 
 
 class Autoscaler:
@@ -196,8 +199,13 @@ class Autoscaler:
         observation = self._observe(key, live, fleet, previous, now)
         cold_start = status.plan.estimated_load_seconds if status.plan is not None else None
         config = policy_config(spec, self.settings.interval_seconds, cold_start)
-        state = state_from_strings(previous.state) if previous is not None else PolicyState()
+        with self._lock:
+            memory = self._memory.setdefault(key, _Memory())
+        state = memory.state
+        if state is None:
+            state = state_from_strings(previous.state) if previous is not None else PolicyState()
         decision, new_state = decide(state, observation, config)
+        memory.state = new_state
         return self._record(decision, new_state, fleet.replicas, previous, now_text)
 
     def _observe(
@@ -263,6 +271,10 @@ class Autoscaler:
         decision: Decision, state: PolicyState, current: int, previous: AutoscalingStatus | None, now_text: str
     ) -> Scaling:
         changed = decision.desired_replicas != current
+        if not changed and previous is not None and previous.desired_replicas == decision.desired_replicas:
+            # Nothing to act on: keep the recorded decision (and its state) as is, so the status
+            # write is skipped; the running state lives in memory until the next change.
+            return Scaling(decision.desired_replicas, previous.to_api(), None)
         last_scale = now_text if changed or previous is None else previous.last_scale_time
         status = AutoscalingStatus(
             desired_replicas=decision.desired_replicas,
