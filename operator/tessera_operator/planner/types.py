@@ -155,7 +155,8 @@ class CandidatePlan:
             "nodesPerReplica": self.nodes_per_replica, "maxModelLen": self.max_model_len,
             "kvCacheTokens": self.kv_cache_tokens,
             "maxConcurrentSequences": round(self.max_concurrent_sequences, 2),
-            "quantization": self.quantization, "kvCacheDtype": self.kv_cache_dtype,
+            # The name vLLM knows (fp8, awq, ...) when it differs from the stored dtype (bf16).
+            "quantization": self.vllm_quantization or self.quantization, "kvCacheDtype": self.kv_cache_dtype,
             "gpuMemoryUtilization": self.gpu_memory_utilization, "costPerHour": round(self.cost_per_hour, 2),
             "estimatedLoadSeconds": round(self.estimated_load_seconds, 1), "summary": self.summary()[:2048],
         }

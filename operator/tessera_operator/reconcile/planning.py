@@ -9,13 +9,11 @@ more GPUs than are free is reported as Unschedulable (with the scheduler's words
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from tessera_operator.api.v1alpha1 import ModelSpec, ResolvedPlan
@@ -165,36 +163,19 @@ def plan_gpu(spec: ModelSpec, inventory: Inventory, catalogue: Catalogue | None 
     gpus_per_pod = max(1, chosen.gpus_per_replica // chosen.nodes_per_replica)
     weights_per_pod = chosen.memory.binding.weights * gpus_per_pod
     cpu, memory = _host_resources(group, gpus_per_pod, weights_per_pod)
-    resolved = ResolvedPlan(
-        accelerator=chosen.gpu,
-        gpus_per_replica=chosen.gpus_per_replica,
-        tensor_parallel=chosen.tensor_parallel,
-        pipeline_parallel=chosen.pipeline_parallel,
-        nodes_per_replica=chosen.nodes_per_replica,
-        max_model_len=chosen.max_model_len,
-        kv_cache_tokens=chosen.kv_cache_tokens,
-        max_concurrent_sequences=round(chosen.max_concurrent_sequences, 2),
-        quantization=chosen.vllm_quantization or chosen.quantization,
-        kv_cache_dtype=chosen.kv_cache_dtype,
-        gpu_memory_utilization=chosen.gpu_memory_utilization,
-        cost_per_hour=round(chosen.cost_per_hour, 2),
-        estimated_load_seconds=round(chosen.estimated_load_seconds, 1),
-        summary=chosen.summary()[:2048],
-    )
+    resolved = ResolvedPlan.model_validate(chosen.to_status())
     return PlanOutcome(WorkloadPlan(resolved, cpu, memory, tuple(sorted(group.products))), result.explanation)
 
 
 @lru_cache(maxsize=64)
 def _packaged_gguf_architecture(uri: str) -> Architecture | None:
     """The architecture of a GGUF file shipped in an installed package (pkg://package/file.gguf), if readable."""
-    package, _, relative = uri[len("pkg://"):].partition("/")
+    from tessera_runtime.fetch.sources import FetchError, package_path, parse_uri
+
     try:
-        found = importlib.util.find_spec(package)
-        if found is None or not found.submodule_search_locations:
-            return None
-        path = Path(next(iter(found.submodule_search_locations))) / relative
+        path = package_path(parse_uri(uri))  # the very file the pods' fetcher will copy
         return Architecture.from_gguf(path)
-    except (ImportError, OSError, ValueError, ArchitectureError) as error:
+    except (FetchError, OSError, ValueError, ArchitectureError) as error:
         log.info("no architecture from %s: %s", uri, error)
         return None
 
