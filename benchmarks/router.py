@@ -342,7 +342,44 @@ def main() -> None:
     if len(targets) > 2:
         console.print(f"throughput ratio tessera / vllm-router: {tessera.max_rps / targets[2].max_rps:.2f}")
     plot(targets, direct, args.out, args.rate, load_tool)
-    console.print(f"plot: {args.out}")
+    summary = write_json(args, targets, load_before, latency_how, load_tool, vllm_note)
+    console.print(f"tessera router / direct upstream: max req/s {summary['throughputRatioToDirect']:.2f}, "
+                  f"CPU per request {summary['cpuRatioToDirect']:.2f}")
+    console.print(f"plot: {args.out}; figures: {args.out.with_suffix('.json')}")
+
+
+def write_json(args: argparse.Namespace, targets: list[Target], load_before: float, latency_how: str,
+               load_tool: str, vllm_note: str) -> dict[str, object]:
+    """The run's figures as JSON (camelCase keys) next to the plot; returns the summary."""
+    direct, tessera = targets[0], targets[1]
+    base50, base99 = percentile(direct.latencies, 50), percentile(direct.latencies, 99)
+    rows = []
+    for t in targets:
+        p50, p99 = percentile(t.latencies, 50), percentile(t.latencies, 99)
+        rows.append({
+            "name": t.name, "requestsPerSecondSent": t.sent / t.elapsed if t.elapsed else None,
+            "p50Ms": p50 * 1e3, "p99Ms": p99 * 1e3,
+            "addedP50Ms": None if t is direct else (p50 - base50) * 1e3,
+            "addedP99Ms": None if t is direct else (p99 - base99) * 1e3,
+            "errors": t.errors + t.max_rps_errors, "maxRequestsPerSecond": t.max_rps,
+            "cpuMicrosecondsPerRequest": t.cpu_us_per_request,
+        })
+    summary: dict[str, object] = {
+        "addedP50Ms": rows[1]["addedP50Ms"], "addedP99Ms": rows[1]["addedP99Ms"],
+        "throughputRatioToDirect": tessera.max_rps / direct.max_rps if direct.max_rps else None,
+        "cpuRatioToDirect": tessera.cpu_us_per_request / direct.cpu_us_per_request,
+        "throughputRatioToVllmRouter": tessera.max_rps / targets[2].max_rps if len(targets) > 2 else None,
+    }
+    document = {
+        "rate": args.rate, "rounds": args.rounds, "secondsPerRound": args.seconds,
+        "throughputSeconds": args.throughput_seconds, "connections": args.connections,
+        "latencyLoad": latency_how, "throughputLoad": load_tool, "cpuCount": os.cpu_count(),
+        "loadAverageBefore": load_before, "vllmRouter": vllm_note, "targets": rows, "summary": summary,
+    }
+    path = args.out.with_suffix(".json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return summary
 
 
 def run_phases(args: argparse.Namespace, targets: list[Target], workdir: Path, load_tool: str,

@@ -32,9 +32,14 @@ def router_command(
     scrape_interval: float = typer.Option(2.0, min=0, help="Seconds between scrapes of pods' /metrics (0: off)."),
     connect_attempts: int = typer.Option(3, min=1, help="Pods tried when connections are refused."),
     shutdown_timeout: float = typer.Option(60.0, min=0, help="Seconds in-flight streams get after SIGTERM."),
+    max_body_bytes: int = typer.Option(32 * 1024 * 1024, min=1, help="Largest request body; larger ones get 413."),
+    header_timeout: float = typer.Option(
+        15.0, min=0.1, help="Seconds a client has to send a request head (and an idle keep-alive connection stays)."),
+    body_timeout: float = typer.Option(60.0, min=0.1, help="Seconds a client has to send a request body; then 408."),
     log_level: str = typer.Option("INFO", help="Logging level."),
 ) -> None:
     """Route OpenAI requests to every Model's pods: weighted versions, held while scaling from zero."""
+    from ..request_limits import RequestLimits
     from ..router.balancer import BalancerSettings
     from ..router.core import RouterSettings
     from ..router.hold import HoldSettings
@@ -51,6 +56,7 @@ def router_command(
         balancer=BalancerSettings(prefix_chars=prefix_chars),
         proxy=ProxySettings(connect_attempts=connect_attempts, strip_authorization=api_keys),
         api_keys=api_keys,
+        limits=RequestLimits(max_body_bytes=max_body_bytes, header_timeout=header_timeout, body_timeout=body_timeout),
     )
     options = RouterOptions(
         host=host, port=port, routes=routes, kubeconfig=kubeconfig, in_cluster=in_cluster, namespace=namespace,

@@ -42,10 +42,14 @@ def serve_command(
         None,
         help="Keep converted GGUF models here (default $TESSERA_GGUF_CACHE or ~/.cache/tessera/gguf; 'none': off).",
     ),
+    max_body_bytes: int = typer.Option(16 * 1024 * 1024, min=1, help="Largest request body (413 above)."),
+    header_timeout: float = typer.Option(15.0, min=0.1, help="Seconds for a request head to arrive (slow clients)."),
+    body_timeout: float = typer.Option(60.0, min=0.1, help="Seconds for a request body to arrive (408 after)."),
     log_level: str = typer.Option("INFO", help="Logging level."),
 ) -> None:
     """Serve a model with an OpenAI-compatible API on CPU (continuous batching, vLLM-named metrics)."""
     from ..engines.loader import default_gguf_cache
+    from ..request_limits import RequestLimits
     from ..server.run import ServeOptions
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -62,6 +66,7 @@ def serve_command(
         drain_timeout=drain_timeout,
         threads=threads,
         gguf_cache=None if gguf_cache == "none" else Path(gguf_cache) if gguf_cache else default_gguf_cache(),
+        limits=RequestLimits(max_body_bytes=max_body_bytes, header_timeout=header_timeout, body_timeout=body_timeout),
     )
     _run(options)
 

@@ -94,9 +94,15 @@ async def handle_metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
+def build_runner(router: Router, shutdown_timeout: float) -> web.AppRunner:
+    """An AppRunner for `router`'s app that applies its request-head timeout; no access log."""
+    return web.AppRunner(build_app(router), access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout,
+                         **router.settings.limits.runner_options())
+
+
 def build_app(router: Router) -> web.Application:
     """The aiohttp application around `router` (its session opens and closes with the app)."""
-    app = web.Application(middlewares=[openai_errors], client_max_size=64 * 1024 * 1024)
+    app = web.Application(middlewares=[openai_errors], client_max_size=router.settings.limits.max_body_bytes)
     app[ROUTER_KEY] = router
 
     async def lifecycle(app: web.Application) -> Any:

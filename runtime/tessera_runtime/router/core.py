@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from ..request_limits import BodyRefused, RequestLimits, read_body
 from .auth import KeyStore
 from .balancer import BalancerSettings, EndpointPicker, prompt_prefix
 from .errors import RouterError, bad_request, unknown_model
@@ -36,6 +37,8 @@ class RouterSettings:
     hold: HoldSettings = field(default_factory=HoldSettings)
     balancer: BalancerSettings = field(default_factory=BalancerSettings)
     proxy: ProxySettings = field(default_factory=ProxySettings)
+    limits: RequestLimits = field(default_factory=RequestLimits)
+    """Body size and the time clients get to send heads and bodies."""
     api_keys: bool = False
     """Require API keys (from Secrets or the routes file)."""
 
@@ -96,16 +99,20 @@ class Router:
 
         def next_endpoint(exclude: set[str]) -> Endpoint | None:
             now = time.monotonic()
+            usable: dict[str, list[Endpoint]] = {}
 
-            def usable(version: str) -> list[Endpoint]:
-                return [e for e in route.accepting(version, now) if e.url not in exclude]
+            def available(version: str) -> bool:
+                found = route.accepting(version, now)
+                if exclude:
+                    found = [e for e in found if e.url not in exclude]
+                usable[version] = found
+                return bool(found)
 
             if pinned is not None:
-                candidates = usable(pinned)
+                chosen = pinned if available(pinned) else None
             else:
-                version = route.chooser.pick(lambda v: bool(usable(v)))
-                candidates = usable(version) if version is not None else []
-            return picker.pick(candidates, affinity) if candidates else None
+                chosen = route.chooser.pick(available)
+            return picker.pick(usable[chosen], affinity) if chosen is not None else None
 
         return next_endpoint
 
@@ -115,7 +122,11 @@ class Router:
         status = 500
         try:
             key = self.keys.authenticate(request.headers)
-            body = await request.read()
+            try:
+                body = await read_body(request, self.settings.limits)
+            except BodyRefused as exc:
+                refused = "body_too_large" if exc.status == 413 else "body_timeout"
+                raise RouterError(exc.status, exc.message, cause=refused, code=exc.code, close=True) from None
             payload: dict[str, Any] = {}
             name = request.headers.get(MODEL_HEADER)
             if model_from_body and body:

@@ -23,6 +23,7 @@ class RouterError(Exception):
         param: str | None = None,
         code: str | None = None,
         retry_after: float | None = None,
+        close: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -32,6 +33,8 @@ class RouterError(Exception):
         self.param = param
         self.code = code
         self.retry_after = retry_after
+        self.close = close
+        """Close the connection after answering (the request's body was left unread)."""
 
     def response(self) -> web.Response:
         """The aiohttp response, with `Retry-After` (whole seconds, at least 1) when set."""
@@ -39,12 +42,15 @@ class RouterError(Exception):
         headers: dict[str, str] = {}
         if self.retry_after is not None:
             headers["Retry-After"] = str(max(1, round(self.retry_after)))
-        return web.Response(
+        response = web.Response(
             body=json.dumps(body).encode(),
             status=self.status,
             headers=headers,
             content_type="application/json",
         )
+        if self.close:
+            response.force_close()
+        return response
 
 
 def bad_request(message: str, *, param: str | None = None) -> RouterError:

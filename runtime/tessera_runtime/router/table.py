@@ -115,7 +115,12 @@ class ModelRoute:
 
     def has_capacity(self, now: float) -> bool:
         """Whether any weighted version has an endpoint taking requests."""
-        return any(self.accepting(v, now) for v, _ in self.weights())
+        endpoints = self.endpoints
+        for version in self.chooser.names():  # the weighted versions, kept in step with `weights()`
+            for endpoint in endpoints.get(version, {}).values():
+                if endpoint.accepts(now):
+                    return True
+        return False
 
     def wake_waiters(self) -> None:
         """Let every held request look again (an endpoint appeared or the weights changed)."""

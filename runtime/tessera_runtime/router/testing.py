@@ -13,14 +13,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from .app import build_app
+from .app import build_runner
 from .core import Router, RouterSettings
 from .file_source import apply_routes, parse_routes
 from .hold import MarkDemand
@@ -117,7 +119,11 @@ class FakeUpstream:
                                 headers={"X-Upstream": self.name})
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "X-Upstream": self.name})
         await response.prepare(request)
-        for index in range(self.chunks):
+        chunks = int(body.get("fake_chunks", self.chunks))  # a long, slow stream on request
+        delay = float(body.get("fake_delay", 0.0))
+        for index in range(chunks):
+            if index and delay:
+                await asyncio.sleep(delay)
             if chat:
                 delta: dict[str, Any] = {"index": 0, "delta": {"content": f"t{index} "}, "finish_reason": None}
             else:
@@ -152,7 +158,7 @@ def router_from_routes(document: Any, settings: RouterSettings | None = None,
 @asynccontextmanager
 async def serve_router(router: Router, *, shutdown_timeout: float = 5.0) -> AsyncIterator[str]:
     """Serve `router` on a free loopback port for the duration; yields its base URL."""
-    runner = web.AppRunner(build_app(router), access_log=None, shutdown_timeout=shutdown_timeout)
+    runner = build_runner(router, shutdown_timeout)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -162,11 +168,95 @@ async def serve_router(router: Router, *, shutdown_timeout: float = 5.0) -> Asyn
         await runner.cleanup()
 
 
-async def _main(host: str, port: int, name: str | None) -> None:
-    upstream = FakeUpstream(name or f"fake-{port}")
+@dataclass
+class RawAnswer:
+    """What a raw HTTP exchange got back: status (0 when none), headers (lower-case names), body, whether
+    the server closed the connection, and how long the exchange took."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    closed: bool
+    seconds: float
+
+    def json(self) -> Any:
+        """The body as JSON."""
+        return json.loads(self.body)
+
+
+def _split_url(url: str) -> tuple[str, int]:
+    host, _, port = url.removeprefix("http://").rstrip("/").partition(":")
+    return host, int(port or 80)
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name:
+            headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    return status, headers, await reader.readexactly(length)
+
+
+async def raw_request(url: str, parts: list[bytes], interval: float = 0.0, limit: float = 30.0) -> RawAnswer:
+    """Send `parts` over a fresh connection, `interval` seconds apart (a slow client), for at most
+    `limit` seconds; then read one response. Stops sending early when the server answers or closes."""
+    host, port = _split_url(url)
+    started = time.monotonic()
+    reader, writer = await asyncio.open_connection(host, port)
+    answer: asyncio.Task[tuple[int, dict[str, str], bytes]] = asyncio.ensure_future(_read_answer(reader))
+    try:
+        for index, part in enumerate(parts):
+            if answer.done() or time.monotonic() - started > limit:
+                break
+            if index and interval:
+                await asyncio.wait({answer}, timeout=interval)
+                if answer.done():
+                    break
+            try:
+                writer.write(part)
+                await writer.drain()
+            except ConnectionError:
+                break
+        try:
+            status, headers, body = await asyncio.wait_for(answer, max(0.1, limit - (time.monotonic() - started)))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return RawAnswer(0, {}, b"", True, time.monotonic() - started)
+        except TimeoutError:
+            return RawAnswer(0, {}, b"", False, time.monotonic() - started)
+        try:
+            rest = await asyncio.wait_for(reader.read(1), 5.0)
+            closed = rest == b""
+        except TimeoutError:
+            closed = False
+        except ConnectionError:
+            closed = True
+        return RawAnswer(status, headers, body, closed, time.monotonic() - started)
+    finally:
+        answer.cancel()
+        writer.close()
+
+
+def post_head(path: str, length: int | None, extra: str = "") -> bytes:
+    """An HTTP/1.1 POST head for `path` (with `Content-Length` when given, else chunked)."""
+    size = f"Content-Length: {length}\r\n" if length is not None else "Transfer-Encoding: chunked\r\n"
+    return (f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n{size}{extra}\r\n"
+            ).encode()
+
+
+async def _main(host: str, port: int, name: str | None, shutdown_timeout: float) -> None:
+    upstream = FakeUpstream(name or f"fake-{port}", shutdown_timeout=shutdown_timeout)
     url = await upstream.start(host=host, port=port)
     print(url, flush=True)
-    await asyncio.Event().wait()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    await stop.wait()
+    await upstream.stop()  # as a model server does: stop listening, let in-flight streams finish
 
 
 if __name__ == "__main__":
@@ -174,10 +264,12 @@ if __name__ == "__main__":
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--name", default=None, help="what it answers in X-Upstream (default: fake-PORT)")
+    parser.add_argument("--shutdown-timeout", type=float, default=30.0, help="seconds streams get after SIGTERM")
     args = parser.parse_args()
+    main = _main(args.host, args.port, args.name, args.shutdown_timeout)
     try:
         import uvloop
     except ImportError:
-        asyncio.run(_main(args.host, args.port, args.name))
+        asyncio.run(main)
     else:
-        uvloop.run(_main(args.host, args.port, args.name))
+        uvloop.run(main)

@@ -8,7 +8,7 @@ not ten in a row), so a canary sees its share from the first requests on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, KeysView, Sequence
 
 
 class SmoothWeightedRoundRobin:
@@ -23,6 +23,10 @@ class SmoothWeightedRoundRobin:
     def weights(self) -> dict[str, int]:
         """The current weights (items with weight 0 are left out)."""
         return dict(self._weights)
+
+    def names(self) -> KeysView[str]:
+        """The items with a weight above 0 (a live view: no copy on the request path)."""
+        return self._weights.keys()
 
     def set_weights(self, weights: Sequence[tuple[str, int]]) -> None:
         """Change the weights; items that stay keep their score, so the split stays smooth across updates."""

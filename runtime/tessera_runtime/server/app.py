@@ -94,7 +94,7 @@ async def handle_metrics(request: web.Request) -> web.Response:
 
 def create_app(state: ServerState) -> web.Application:
     """The application for one served model."""
-    app = web.Application(middlewares=[openai_errors], client_max_size=16 * 1024 * 1024)
+    app = web.Application(middlewares=[openai_errors], client_max_size=state.limits.max_body_bytes)
     app[STATE_KEY] = state
     app.router.add_get("/v1/models", handle_models)
     app.router.add_post("/v1/completions", handle_completions)

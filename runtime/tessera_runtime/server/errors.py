@@ -20,6 +20,7 @@ class ApiError(Exception):
         param: str | None = None,
         code: str | None = None,
         headers: dict[str, str] | None = None,
+        close: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -28,6 +29,7 @@ class ApiError(Exception):
         self.param = param
         self.code = code
         self.headers = headers or {}
+        self.close = close  # close the connection after answering (the body was left unread)
 
     def body(self) -> dict[str, Any]:
         """The JSON body."""
@@ -35,7 +37,10 @@ class ApiError(Exception):
 
     def response(self) -> web.Response:
         """The aiohttp response."""
-        return web.json_response(self.body(), status=self.status, headers=self.headers, dumps=json.dumps)
+        response = web.json_response(self.body(), status=self.status, headers=self.headers, dumps=json.dumps)
+        if self.close:
+            response.force_close()
+        return response
 
 
 def bad_param(param: str, message: str) -> ApiError:

@@ -17,8 +17,9 @@ from ..engines.loader import load_model
 from ..engines.transformers_engine import TransformersEngine
 from ..engines.types import SamplingParams
 from ..metrics import EngineMetrics
+from ..request_limits import RequestLimits
 from .app import create_app
-from .state import ServerState
+from .state import SERVER_LIMITS, ServerState
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class ServeOptions:
     drain_timeout: float = 30.0
     threads: int = os.cpu_count() or 1
     gguf_cache: Path | None = None  # where converted GGUF models are kept (None: convert at every start)
+    limits: RequestLimits = SERVER_LIMITS  # body size, request head and body timeouts (bad or slow clients)
 
     @property
     def model_name(self) -> str:
@@ -62,8 +64,10 @@ async def serve(options: ServeOptions, stop: asyncio.Event | None = None) -> Non
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread, or no signals
             loop.add_signal_handler(signum, stop.set)
     metrics = EngineMetrics(options.model_name, options.max_model_len or 8192)
-    state = ServerState(model_name=options.model_name, metrics=metrics, created=int(time.time()))
-    runner = web.AppRunner(create_app(state), handler_cancellation=True, access_log=None)
+    state = ServerState(model_name=options.model_name, metrics=metrics, created=int(time.time()),
+                        limits=options.limits)
+    runner = web.AppRunner(create_app(state), handler_cancellation=True, access_log=None,
+                           **options.limits.runner_options())
     await runner.setup()
     site = web.TCPSite(runner, options.host, options.port)
     await site.start()

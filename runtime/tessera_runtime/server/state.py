@@ -10,6 +10,9 @@ from aiohttp import web
 
 from ..engines.transformers_engine import TransformersEngine
 from ..metrics import EngineMetrics
+from ..request_limits import RequestLimits
+
+SERVER_LIMITS = RequestLimits(max_body_bytes=16 * 1024 * 1024)
 
 
 @dataclass
@@ -26,6 +29,8 @@ class ServerState:
     draining: bool = False
     inflight: int = 0
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    limits: RequestLimits = SERVER_LIMITS
+    """Body size and the time clients get to send request heads and bodies."""
 
     @property
     def engine(self) -> TransformersEngine:

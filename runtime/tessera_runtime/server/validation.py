@@ -7,13 +7,18 @@ from typing import Any
 
 from aiohttp import web
 
+from ..request_limits import BodyRefused, read_body
 from .errors import ApiError
-from .state import ServerState
+from .state import STATE_KEY, ServerState
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object, or a 400 saying what is wrong with it."""
-    raw = await request.read()
+    state = request.app[STATE_KEY]
+    try:
+        raw = await read_body(request, state.limits)
+    except BodyRefused as exc:
+        raise ApiError(exc.status, exc.message, code=exc.code, close=True) from None
     try:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
