@@ -7,7 +7,9 @@ For each policy (tessera, kubeai, knative, hpa, aibrix, llmd, static, oracle) it
 fewest GPU-hours among those reaching the SLO-attainment goal (or, flagged, the best attainment when none
 does). Tessera runs at its default: its target follows from the SLO, it is not tuned per trace. The table
 says how much of the room between the oracle (the lower bound) and the cheapest static fleet each policy
-leaves. `--trace` also takes `synthetic:SHAPE[:SEED]` (shapes: bursty-chat, bursty-code).
+leaves. `--trace` also takes `synthetic:SHAPE[:SEED]` (shapes: bursty-chat, bursty-code, diurnal, flat,
+spiky); `benchmarks/autoscaling_traces.py` writes those and the shared trace played backwards as CSV files,
+to check the policies away from the shared trace.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Router overhead: added latency at a fixed rate, and the most requests per second, on loopback.
 
-Three targets in front of one minimal upstream (the fake OpenAI server of the router's tests, one
-process): the upstream straight, Tessera's router (`tessera-runtime router --routes ...`), and vLLM's
-router (PyPI `vllm-router`, Rust) when it is installed in the virtual environment named by
+Targets in front of one minimal upstream (the fake OpenAI server of the router's tests, one
+process): the upstream straight, Tessera's router (`tessera-runtime router --routes ...`) once per
+HTTP front end (`--front-ends lean,aiohttp`: both in the same run, so their ratio is fair under the
+machine's load), and vLLM's router (PyPI `vllm-router`, Rust) when it is installed in the virtual environment named by
 --vllm-router-venv (default: a throwaway one under the system's temp directory; `--install-vllm-router`
 creates it with pip). Everything shares the machine's cores with the load generator.
 
@@ -31,7 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -261,6 +262,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32, help="connections of the throughput phase")
     parser.add_argument("--latency-tool", choices=("auto", "hey", "python"), default="auto",
                         help="fixed-rate load: hey (Go, low overhead; auto when on PATH) or Python aiohttp open loop")
+    parser.add_argument("--front-ends", default="lean,aiohttp",
+                        help="the router's HTTP front ends to measure, comma-separated (lean, aiohttp)")
     parser.add_argument("--no-vllm-router", action="store_true")
     parser.add_argument("--install-vllm-router", action="store_true")
     parser.add_argument("--vllm-router-venv", type=Path, default=Path(tempfile.gettempdir()) / "vllm-router-venv")
@@ -272,7 +275,10 @@ def main() -> None:
 
     console = Console(width=150)
     workdir = Path(tempfile.mkdtemp(prefix="router-bench-"))
-    upstream_port, router_port, vllm_port = free_port(), free_port(), free_port()
+    front_ends = [f.strip() for f in args.front_ends.split(",") if f.strip()]
+    if not front_ends or any(f not in ("lean", "aiohttp") for f in front_ends):
+        parser.error("--front-ends takes lean and/or aiohttp")
+    upstream_port, vllm_port = free_port(), free_port()
     upstream_url = f"http://127.0.0.1:{upstream_port}"
     routes = workdir / "routes.yaml"
     routes.write_text(json.dumps([{"name": "bench", "versions": [{"version": "v1", "endpoints": [upstream_url]}]}]))
@@ -286,12 +292,15 @@ def main() -> None:
     with process([sys.executable, "-m", "tessera_runtime.router.testing", "--port", str(upstream_port)],
                  workdir / "upstream.log") as upstream_proc:
         wait_http(upstream_url + "/health")
-        router_args = [str(bin_dir / "tessera-runtime"), "router", "--host", "127.0.0.1", "--port", str(router_port),
-                       "--routes", str(routes), "--log-level", "WARNING"]
-        with process(router_args, workdir / "router.log") as router_proc:
-            wait_http(f"http://127.0.0.1:{router_port}/ready")
-            targets = [Target("upstream (direct)", upstream_url, pid=upstream_proc.pid),
-                       Target("tessera router", f"http://127.0.0.1:{router_port}", pid=router_proc.pid)]
+        with ExitStack() as router_processes:
+            targets = [Target("upstream (direct)", upstream_url, pid=upstream_proc.pid)]
+            for front_end in front_ends:
+                router_port = free_port()
+                router_args = [str(bin_dir / "tessera-runtime"), "router", "--host", "127.0.0.1", "--port",
+                               str(router_port), "--routes", str(routes), "--log-level", "WARNING", "--server", front_end]
+                router_proc = router_processes.enter_context(process(router_args, workdir / f"router-{front_end}.log"))
+                wait_http(f"http://127.0.0.1:{router_port}/ready")
+                targets.append(Target(f"tessera ({front_end})", f"http://127.0.0.1:{router_port}", pid=router_proc.pid))
             vllm_ctx = None
             if vllm_binary is not None:
                 vllm_ctx = process([str(vllm_binary), "--host", "127.0.0.1", "--port", str(vllm_port), "--worker-urls",
@@ -311,6 +320,8 @@ def main() -> None:
                     vllm_ctx.__exit__(None, None, None)
 
     direct, tessera = targets[0], targets[1]
+    routers = [t for t in targets if t.name.startswith("tessera")]
+    vllm = next((t for t in targets if t.name == "vllm-router"), None)
     table = Table(title=f"Router overhead on loopback, {os.cpu_count()} cores shared with the load generator")
     for column in ("target", "req/s sent", "p50 ms", "p99 ms", "added p50 ms", "added p99 ms", "errors",
                    "max req/s", "vs tessera", "CPU us/req"):
@@ -325,7 +336,6 @@ def main() -> None:
             f"{t.cpu_us_per_request:.0f}",
         )
     console.print(table)
-    added50, added99 = (percentile(tessera.latencies, 50) - base50) * 1e3, (percentile(tessera.latencies, 99) - base99) * 1e3
     latency_how = ("hey, 10 keep-alive workers rate-limited" if latency_tool == "hey"
                    else "open loop, aiohttp + keep-alive")
     console.print(f"latency load: {latency_how}, {args.rate:.0f} req/s, {args.rounds} x {args.seconds:g} s per "
@@ -333,18 +343,24 @@ def main() -> None:
                   f"{args.throughput_seconds:g} s")
     console.print(f"machine load average (1 min) before the run: {load_before:.1f} on {os.cpu_count()} cores "
                   "(other work on the machine competes for the same cores)")
-    console.print(f"tessera router added latency at {args.rate:.0f} req/s: p50 {added50:+.3f} ms (target < 1), "
-                  f"p99 {added99:+.3f} ms (target < 5)")
+    for t in routers:
+        added50 = (percentile(t.latencies, 50) - base50) * 1e3
+        added99 = (percentile(t.latencies, 99) - base99) * 1e3
+        console.print(f"{t.name} added latency at {args.rate:.0f} req/s: p50 {added50:+.3f} ms (target < 1), "
+                      f"p99 {added99:+.3f} ms (target < 5); CPU per request "
+                      f"{t.cpu_us_per_request / direct.cpu_us_per_request:.2f}x the upstream's")
     console.print("CPU us/req: CPU time of the target's own process (the upstream for the direct row, the "
                   "router alone otherwise) per request during the throughput phase; the fairest figure on a "
                   "shared machine, where a multi-threaded process also wins more CPU slices")
     console.print(f"vllm-router: {vllm_note}")
-    if len(targets) > 2:
-        console.print(f"throughput ratio tessera / vllm-router: {tessera.max_rps / targets[2].max_rps:.2f}")
+    if vllm is not None:
+        console.print(f"throughput ratio {tessera.name} / vllm-router: {tessera.max_rps / vllm.max_rps:.2f}")
     plot(targets, direct, args.out, args.rate, load_tool)
     summary = write_json(args, targets, load_before, latency_how, load_tool, vllm_note)
-    console.print(f"tessera router / direct upstream: max req/s {summary['throughputRatioToDirect']:.2f}, "
+    console.print(f"{tessera.name} / direct upstream: max req/s {summary['throughputRatioToDirect']:.2f}, "
                   f"CPU per request {summary['cpuRatioToDirect']:.2f}")
+    if summary.get("cpuRatioLeanToAiohttp") is not None:
+        console.print(f"CPU per request, lean / aiohttp front end: {summary['cpuRatioLeanToAiohttp']:.2f}")
     console.print(f"plot: {args.out}; figures: {args.out.with_suffix('.json')}")
 
 
@@ -364,11 +380,16 @@ def write_json(args: argparse.Namespace, targets: list[Target], load_before: flo
             "errors": t.errors + t.max_rps_errors, "maxRequestsPerSecond": t.max_rps,
             "cpuMicrosecondsPerRequest": t.cpu_us_per_request,
         })
+    vllm = next((t for t in targets if t.name == "vllm-router"), None)
+    by_name = {t.name: t for t in targets}
+    lean, aio = by_name.get("tessera (lean)"), by_name.get("tessera (aiohttp)")
     summary: dict[str, object] = {
-        "addedP50Ms": rows[1]["addedP50Ms"], "addedP99Ms": rows[1]["addedP99Ms"],
+        "router": tessera.name, "addedP50Ms": rows[1]["addedP50Ms"], "addedP99Ms": rows[1]["addedP99Ms"],
         "throughputRatioToDirect": tessera.max_rps / direct.max_rps if direct.max_rps else None,
         "cpuRatioToDirect": tessera.cpu_us_per_request / direct.cpu_us_per_request,
-        "throughputRatioToVllmRouter": tessera.max_rps / targets[2].max_rps if len(targets) > 2 else None,
+        "throughputRatioToVllmRouter": tessera.max_rps / vllm.max_rps if vllm is not None else None,
+        "cpuRatioLeanToAiohttp": lean.cpu_us_per_request / aio.cpu_us_per_request if lean and aio else None,
+        "throughputRatioLeanToAiohttp": lean.max_rps / aio.max_rps if lean and aio and aio.max_rps else None,
     }
     document = {
         "rate": args.rate, "rounds": args.rounds, "secondsPerRound": args.seconds,

@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import random
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,6 +46,26 @@ def _reconcile(reconciler: Reconciler, namespace: str | None, name: str | None) 
         reconciler.reconcile(namespace, name)
     except RetryLater as error:
         raise kopf.TemporaryError(str(error), delay=error.delay) from error
+
+
+class RefreshBudget:
+    """A token bucket shared by every Model's refresh timer (`rate` refreshes per second, bursts of one period)."""
+
+    def __init__(self, rate: float, period: float) -> None:
+        self.rate, self.capacity = rate, max(1.0, rate * period)
+        self.tokens, self.stamp = self.capacity, time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        """Spend one refresh, or say there is none left right now."""
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            if self.tokens < 1:
+                return False
+            self.tokens -= 1
+            return True
 
 
 def _configure(settings: kopf.OperatorSettings, config: OperatorSettings) -> None:
@@ -108,9 +130,18 @@ def build_registry(
         if metrics is not None:
             metrics.forget(namespace or "", name)
 
+    budget = RefreshBudget(config.max_refreshes_per_second, config.refresh_seconds)
+
     @kopf.timer(*MODELS, registry=registry, id="refresh", interval=config.refresh_seconds,
                 initial_delay=config.refresh_seconds, sharp=False)
     def refresh(namespace: str | None, name: str, **_: Any) -> None:
+        # Refreshes are the lowest priority: skipped when an event reconciled the Model recently, when
+        # half the workers are busy with events (new and changed Models first), and beyond a shared
+        # budget. At 1,000 Models a full refresh every 15 s each kept every worker busy and new Models
+        # waited many minutes for their first reconcile (benchmarks/scale.py).
+        if (reconciler.reconciled_within(namespace or "", name, 0.8 * config.refresh_seconds)
+                or reconciler.running() >= max(1, config.workers // 2) or not budget.take()):
+            return
         _reconcile(reconciler, namespace, name)
 
     if config.watch_owned:

@@ -53,6 +53,9 @@ class OperatorSettings:
     log_level: str = "INFO"
     refresh_seconds: float = 15.0
     """Period of the status refresh of every Model (reads only, writes when something changed)."""
+    max_refreshes_per_second: float = 20.0
+    """Budget of periodic refreshes, all Models together: beyond it (e.g. 1,000 Models at a 15 s period) a
+    refresh is skipped until the Model's next period, so refreshes never crowd out new or changed Models."""
     watch_owned: bool = True
     """Reconcile a Model as soon as its Deployments or pods change (not only on the refresh timer)."""
     workers: int = 8
@@ -66,6 +69,9 @@ class OperatorSettings:
     cpu_node_selector: dict[str, str] = field(default_factory=dict)
     """Node selector for CPU models (TESSERA_CPU_NODE_SELECTOR=tessera.dev/local-node=true on the dev cluster)."""
     cluster_domain: str = "cluster.local"
+    evaluator_cluster_role: str = "tessera-evaluator"
+    """The ClusterRole evaluation Jobs are bound to in a Model's namespace (the chart's `<release>-evaluator`);
+    the operator may bind only this role (the chart grants `bind` on this name alone)."""
     gpu_catalogue: str | None = None
     """A YAML/JSON file of GPU catalogue overrides for the planner (prices, new GPU types)."""
 
@@ -106,4 +112,5 @@ class OperatorSettings:
             startup_budget_factor=self.startup_budget_factor,
             cpu_node_selector=dict(self.cpu_node_selector),
             cluster_domain=self.cluster_domain,
+            evaluator_cluster_role=self.evaluator_cluster_role,
         )

@@ -45,14 +45,61 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+INT64 = (-(2**63), 2**63 - 1)
+# RE2 (the apiserver's regular expressions) is ASCII-only for \s, \d and \w, and its `$` matches only
+# at the very end; Python's would also accept Unicode spaces or digits and a trailing newline.
+_RE2_CLASSES = {"s": "\t\n\f\r ", "d": "0-9", "w": "0-9A-Za-z_"}
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
 def _type_ok(value: Any, expected: str) -> bool:
     if expected in ("integer", "number") and isinstance(value, bool):
         return False
+    if expected == "integer":  # JSON numbers decode to int64 when integral and in range, else float64
+        if isinstance(value, float):
+            return value.is_integer() and INT64[0] <= value <= INT64[1]
+        return isinstance(value, int) and INT64[0] <= value <= INT64[1]
     return isinstance(value, _JSON_TYPES.get(expected, (object,)))
 
 
+@lru_cache(maxsize=256)
+def go_pattern(pattern: str) -> re.Pattern[str]:
+    """A Python regular expression that matches what the apiserver's RE2 `pattern` matches."""
+    out, in_class, index = [], False, 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\" and index + 1 < len(pattern):
+            escaped = pattern[index + 1]
+            if escaped.lower() in _RE2_CLASSES:
+                members = _RE2_CLASSES[escaped.lower()]
+                negated = escaped.isupper()
+                if in_class:
+                    if negated:  # a negated shorthand inside a class: not used by Tessera's patterns
+                        raise ValueError(f"unsupported pattern construct \\{escaped} in a class: {pattern}")
+                    out.append(members)
+                else:
+                    out.append(f"[{'^' if negated else ''}{members}]")
+            else:
+                out.append(char + escaped)
+            index += 2
+            continue
+        if char == "[" and not in_class:
+            in_class = True
+        elif char == "]" and in_class and out[-1] not in ("[", "[^"):
+            in_class = False
+        out.append("\\Z" if char == "$" and not in_class else char)
+        index += 1
+    return re.compile("".join(out))
+
+
 def apply_defaults(value: Any, schema: Schema) -> Any:
-    """Fill in schema defaults the way the apiserver does (only inside objects that exist)."""
+    """Fill in schema defaults the way the apiserver does (only inside objects that exist).
+
+    As in the apiserver, nulls of fields that are not nullable are dropped first (then defaulted).
+    """
+    if isinstance(value, dict):
+        for name in [k for k, v in value.items() if v is None and not _field_schema(schema, k).get("nullable")]:
+            del value[name]
     if isinstance(value, dict) and "properties" in schema:
         for name, sub in schema["properties"].items():
             if name not in value and "default" in sub:
@@ -67,16 +114,30 @@ def apply_defaults(value: Any, schema: Schema) -> Any:
     return value
 
 
+def _field_schema(schema: Schema, name: str) -> Schema:
+    properties = schema.get("properties") or {}
+    if name in properties:
+        return properties[name]  # type: ignore[no-any-return]
+    extra = schema.get("additionalProperties")
+    return extra if isinstance(extra, dict) else {}
+
+
 def _join(path: str, name: str | int) -> str:
     if isinstance(name, int):
         return f"{path}[{name}]"
     return f"{path}.{name}" if path else name
 
 
+def _shown(value: Any, limit: int = 120) -> str:
+    """A value as an error message quotes it: cut short (a refused value may be megabytes long)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
 def _check_scalar(value: Any, schema: Schema, path: str) -> Iterator[FieldError]:
     if "enum" in schema and value not in schema["enum"]:
         allowed = ", ".join(f'"{v}"' for v in schema["enum"])
-        yield FieldError(path, f'Unsupported value: {value!r}: supported values: {allowed}')
+        yield FieldError(path, f'Unsupported value: {_shown(value)}: supported values: {allowed}')
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if "minimum" in schema:
             low = schema["minimum"]
@@ -93,15 +154,16 @@ def _check_scalar(value: Any, schema: Schema, path: str) -> Iterator[FieldError]
             yield FieldError(path, f"Invalid value: {value!r}: should be at least {schema['minLength']} chars long")
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             yield FieldError(path, f"Too long: may not be more than {schema['maxLength']} characters")
-        if "pattern" in schema and re.search(schema["pattern"], value) is None:
-            yield FieldError(path, f"Invalid value: {value!r}: should match '{schema['pattern']}'")
+        if "pattern" in schema and go_pattern(schema["pattern"]).search(value) is None:
+            yield FieldError(path, f"Invalid value: {_shown(value)}: should match '{schema['pattern']}'")
 
 
 def check_schema(value: Any, schema: Schema, path: str = "") -> Iterator[FieldError]:
     """Structural checks of one value against its schema, recursively."""
     expected = schema.get("type")
     if expected and not _type_ok(value, expected):
-        yield FieldError(path, f"Invalid value: {type(value).__name__}: expected {expected}")
+        shown = "number" if isinstance(value, (int, float)) and not isinstance(value, bool) else type(value).__name__
+        yield FieldError(path, f"Invalid value: {shown}: expected {expected}")
         return
     yield from _check_scalar(value, schema, path)
     if isinstance(value, dict):
@@ -154,7 +216,7 @@ def _check_rules(value: Any, schema: Schema, path: str) -> Iterator[FieldError]:
         return
     import celpy
 
-    activation = {"self": celpy.json_to_cel(value)}  # type: ignore[attr-defined]
+    activation = {"self": _to_cel(value, schema)}
     for rule in rules:
         if "oldSelf" in rule["rule"]:
             continue  # a transition rule: needs the stored object, checked by the apiserver
@@ -168,6 +230,44 @@ def _check_rules(value: Any, schema: Schema, path: str) -> Iterator[FieldError]:
             yield FieldError(where, f"{rule['message']} (rule evaluated to {outcome!r})")
         elif not bool(outcome):
             yield FieldError(where, rule["message"])
+
+
+def _to_cel(value: Any, schema: Schema) -> Any:
+    """The value as the apiserver hands it to CEL: typed by its schema, so a number field holds a
+    double even when written as an integer, and an integer field written as a float (which the
+    schema check lets through when it is integral) fails any rule that reads it."""
+    import celpy
+
+    types = celpy.celtypes
+    expected = schema.get("type")
+    if isinstance(value, bool) or value is None:
+        return celpy.json_to_cel(value)  # type: ignore[attr-defined]
+    if isinstance(value, dict):
+        return types.MapType({types.StringType(k): _to_cel(v, _field_schema(schema, k)) for k, v in value.items()})
+    if isinstance(value, list):
+        items = schema.get("items")
+        return types.ListType([_to_cel(v, items if isinstance(items, dict) else {}) for v in value])
+    if isinstance(value, (int, float)) and expected == "number":
+        return types.DoubleType(float(value))
+    if isinstance(value, float) and expected == "integer":
+        return _mistyped_number(float(value))
+    if isinstance(value, int) and not INT64[0] <= value <= INT64[1]:
+        return types.DoubleType(float(value))
+    return celpy.json_to_cel(value)  # type: ignore[attr-defined]
+
+
+def _mistyped_number(value: float) -> Any:
+    """A double where the schema says integer: reading it in a rule is an error, as in the apiserver."""
+    import celpy
+
+    def refuse(*_: Any) -> Any:
+        raise TypeError(f"invalid data, expected int, got float64 ({value})")
+
+    operations = ("__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__", "__add__", "__radd__", "__sub__",
+                  "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__", "__mod__", "__neg__")
+    mistyped = type("MistypedNumber", (celpy.celtypes.DoubleType,),
+                    {**dict.fromkeys(operations, refuse), "__hash__": float.__hash__})
+    return mistyped(value)
 
 
 @lru_cache(maxsize=8)
@@ -190,6 +290,9 @@ def validate_manifest(manifest: Any) -> list[FieldError]:
     name = (document.get("metadata") or {}).get("name")
     if not name and not (document.get("metadata") or {}).get("generateName"):
         errors.insert(0, FieldError("metadata.name", "Required value: name or generateName is required"))
+    elif name and (not isinstance(name, str) or len(name) > 253 or _NAME.match(name) is None):
+        errors.insert(0, FieldError("metadata.name", f"Invalid value: {name!r}: a lowercase RFC 1123 subdomain "
+                                                     "must consist of lower case alphanumeric characters, '-' or '.'"))
     return errors
 
 

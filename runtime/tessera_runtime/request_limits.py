@@ -1,6 +1,9 @@
 """Limits on what a client may send: body size, and time to send the request head and the body.
 
-Shared by the router and the model server (both aiohttp). Slow clients (slowloris) are bounded at
+Shared by the model server and the router's aiohttp front end; the router's lean front end
+(`router/server.py`) enforces the same `RequestLimits` with the same meaning in its own protocol code
+(the head timer from the connection's start or the previous response, then the body timer, 413 at once
+on a declared oversized `Content-Length`, both errors closing the connection). Slow clients (slowloris) are bounded at
 two points: the request head must arrive within `header_timeout` of the connection opening (or of
 the previous response on a keep-alive connection), else the connection is closed; that is aiohttp's
 keep-alive timer, which data arriving does not extend. The body must then arrive within

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from tessera_operator.devcluster.cluster import DevCluster
+from tessera_operator.devcluster.processes import set_parent_death_signal
 from tessera_operator.k8s import Kube, NotFound, load_api_client
 from tessera_operator.k8s.resources import (
     DEPLOYMENT,
@@ -81,6 +82,8 @@ class OperatorProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                # A killed pytest must not leave operators behind, still reconciling a dead cluster.
+                preexec_fn=set_parent_death_signal,
             )
 
     def kill(self) -> None:

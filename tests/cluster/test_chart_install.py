@@ -275,6 +275,28 @@ def test_evaluator_role_bound_in_a_model_namespace(release: Release) -> None:
         assert not release.can_i("evaluator", verb, resource, namespace, group=group, account_namespace=namespace)
 
 
+def test_operator_may_bind_the_evaluator_role_and_no_other(release: Release) -> None:
+    """The operator creates the evaluator's RoleBinding in a Model's namespace: RBAC lets it bind that
+    ClusterRole (and only it: `bind` with resourceNames), never cluster-admin or any other role."""
+    namespace = release.models_namespace
+    assert release.can_i(OPERATOR_SA, "bind", "clusterroles", namespace, group="rbac.authorization.k8s.io",
+                         name="tessera-evaluator")
+    for other in ("cluster-admin", "admin", "tessera-operator", "tessera-router"):
+        assert not release.can_i(OPERATOR_SA, "bind", "clusterroles", namespace, group="rbac.authorization.k8s.io",
+                                 name=other), other
+    as_operator = f"--as=system:serviceaccount:{release.namespace}:{OPERATOR_SA}"
+    created = release.kubectl("create", "rolebinding", "evaluator-by-operator", "--namespace", namespace,
+                              "--clusterrole=tessera-evaluator", f"--serviceaccount={namespace}:evaluator",
+                              as_operator, check=False)
+    assert created.returncode == 0, created.stderr
+    refused = release.kubectl("create", "rolebinding", "admin-by-operator", "--namespace", namespace,
+                              "--clusterrole=cluster-admin", f"--serviceaccount={namespace}:evaluator",
+                              as_operator, check=False)
+    assert refused.returncode != 0 and "forbidden" in refused.stderr.lower(), refused.stderr
+    assert "not currently held" in refused.stderr  # RBAC's escalation check: no bind, no other role's rights
+    release.kubectl("delete", "rolebinding", "evaluator-by-operator", "--namespace", namespace)
+
+
 MODEL = {
     "apiVersion": "tessera.dev/v1alpha1",
     "kind": "Model",

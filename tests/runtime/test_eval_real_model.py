@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from runtime_server import ServerProcess, start_server
 
 from tessera_operator.api.v1alpha1 import EvaluationSuite, ModelEvaluation
 from tessera_runtime.eval.client import ClientSettings, Endpoint
+from tessera_runtime.eval.damage import make_damaged_copy
 from tessera_runtime.eval.report import print_report
 from tessera_runtime.eval.runner import EvaluationRequest, run_evaluation
 
@@ -36,29 +36,6 @@ SUITE = EvaluationSuite.model_validate(
         },
     }
 )  # fmt: skip
-
-
-def make_damaged_copy(destination: Path, seed: int = 0) -> Path:
-    """SmolLM2 with noise of each matrix's own standard deviation added to every weight matrix."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from tessera_runtime.engines import smollm2_path
-
-    gguf = smollm2_path()
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    plain = AutoModelForCausalLM.from_config(loaded.config)  # type: ignore[no-untyped-call]  # GGUF-loaded models refuse save_pretrained
-    plain.load_state_dict(loaded.state_dict())
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in plain.parameters():
-            if parameter.dim() >= 2:
-                noise = torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)
-                parameter.add_(noise * parameter.std())
-    plain.save_pretrained(destination)
-    tokenizer.save_pretrained(destination)
-    return destination
 
 
 @pytest.fixture(scope="module")

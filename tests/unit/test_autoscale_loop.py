@@ -134,6 +134,27 @@ def test_policy_config_reads_bounds_slo_and_targets() -> None:
     assert config.interval_seconds == 5.0
 
 
+def test_queue_and_concurrency_targets_reach_the_policy_as_floors() -> None:
+    model = spec(maxReplicas=8, targets={"queuePerReplica": 2, "concurrencyPerReplica": 8})
+    config = policy_config(model, 5.0, None)
+    assert (config.queue_per_replica, config.concurrency_per_replica) == (2.0, 8.0)
+    assert (policy_config(spec(), 5.0, None).queue_per_replica, policy_config(spec(), 5.0, None)
+            .concurrency_per_replica) == (None, None)
+    queued: dict[str, PodMetrics | None] = {"a": PodMetrics(running=4.0, waiting=6.0, kv_cache_usage=0.1)}
+    fleet = Fleet(1, 1, (ready_pod("a", "127.0.0.8"),))
+    status = ModelStatus(autoscaling=AutoscalingStatus(desired_replicas=1, reason="Hold 1.", state={}))
+    scaling = autoscaler(queued).scale(live(), model, status, fleet, "2027-01-15T08:00:00Z")
+    assert scaling.replicas == 3  # 6 waiting over 2 per replica (10 in flight over 8 asks for only 2)
+    assert scaling.event is not None and "queuePerReplica 2" in scaling.event
+    concurrent: dict[str, PodMetrics | None] = {"a": PodMetrics(running=30.0, waiting=2.0, kv_cache_usage=0.1)}
+    scaling = autoscaler(concurrent).scale(live(), model, status, fleet, "2027-01-15T08:00:00Z")
+    assert scaling.replicas == 4  # 32 in flight over 8 per replica
+    assert scaling.event is not None and "concurrencyPerReplica 8" in scaling.event
+    # Without the targets, the same queue on one pod with a nearly empty cache keeps one replica.
+    plain = autoscaler(queued).scale(live(), spec(maxReplicas=8), status, fleet, "2027-01-15T08:00:00Z")
+    assert plain.replicas == 1
+
+
 def autoscaler(scraped: dict[str, PodMetrics | None], router: str | None = None, now: float = NOW) -> Autoscaler:
     return Autoscaler(
         AutoscalerSettings(router_metrics_url="http://router/metrics" if router else None, interval_seconds=5),

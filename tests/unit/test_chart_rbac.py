@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from chart_support import NAMESPACE, Json, find, one, render, render_set
+from chart_support import NAMESPACE, Json, env_of, find, one, render, render_set
 from rbac_scan import Permission, ScanResult, scan_evaluator, scan_operator, scan_router
 
 OPERATOR, ROUTER, EVALUATOR = "tessera-operator", "tessera-router", "tessera-evaluator"
@@ -25,6 +25,17 @@ KOPF_PEERING = {
     for verb in ("list", "watch", "get", "patch")
 }
 FORBIDDEN_VERBS = {"*", "escalate", "bind", "impersonate"}
+RBAC = "rbac.authorization.k8s.io"
+# The operator creates RoleBindings to the evaluator's ClusterRole; the apiserver then checks `bind` on
+# that role (no line of code says `bind`: it follows from creating the binding).
+EVALUATOR_BIND = Permission(RBAC, "clusterroles", "bind")
+
+
+def _bind_exception(role: Json, rule: Json, evaluator_role: str) -> bool:
+    """The one allowed `bind`: the operator's, on clusterroles, by the evaluator role's name only."""
+    return (role["metadata"]["name"] == OPERATOR and rule["apiGroups"] == [RBAC]
+            and rule["resources"] == ["clusterroles"] and rule.get("resourceNames") == [evaluator_role]
+            and rule["verbs"] == ["bind"])
 # The router reads ready pods from EndpointSlices or from the pods (router.endpointsFrom): the code
 # has both paths, the chart grants the chosen one.
 ENDPOINT_SOURCES = {
@@ -83,7 +94,8 @@ def test_no_wildcards_nor_escalation(values: str) -> None:
             where = f"{role['kind']} {role['metadata']['name']}: {rule}"
             assert "nonResourceURLs" not in rule, where
             assert "*" not in rule["apiGroups"] and "*" not in rule["resources"], where
-            assert not FORBIDDEN_VERBS & set(rule["verbs"]), where
+            if not _bind_exception(role, rule, EVALUATOR):
+                assert not FORBIDDEN_VERBS & set(rule["verbs"]), where
             assert all("*" not in r for r in rule["resources"]), where
         assert "aggregationRule" not in role
     for binding in [*find(objects, "ClusterRoleBinding"), *find(objects, "RoleBinding")]:
@@ -98,7 +110,27 @@ def test_operator_rules_match_its_code(values: str) -> None:
     extra = dict(KOPF_FRAMEWORK)
     if values == "ha":
         extra.update(KOPF_PEERING)
-    _assert_both_ways(scan_operator(), granted(_rules(objects, "ClusterRole", OPERATOR)), extra)
+    scanned = scan_operator()
+    assert Permission(RBAC, "rolebindings", "create") in scanned.needed, "the operator binds the evaluator role"
+    needed = ScanResult({**scanned.needed, EVALUATOR_BIND: ["creating the evaluator RoleBinding"]},
+                        scanned.unresolved)
+    _assert_both_ways(needed, granted(_rules(objects, "ClusterRole", OPERATOR)), extra)
+
+
+@pytest.mark.parametrize("override", [None, "team-evaluator"])
+def test_the_operator_may_bind_the_evaluator_role_and_no_other(override: str | None) -> None:
+    """`bind` only with resourceNames naming the evaluator's ClusterRole, whose name the operator is told."""
+    objects = render(sets=[f"models.evaluatorClusterRole={override}"] if override else [])
+    role_name = override or EVALUATOR
+    assert one(objects, "ClusterRole", role_name)["rules"], "the chart creates the role it lets the operator bind"
+    binds = [(role["metadata"]["name"], rule) for role in [*find(objects, "ClusterRole"), *find(objects, "Role")]
+             for rule in role["rules"] if "bind" in rule["verbs"]]
+    assert len(binds) == 1
+    owner, rule = binds[0]
+    assert owner == OPERATOR and rule == {"apiGroups": [RBAC], "resources": ["clusterroles"],
+                                          "resourceNames": [role_name], "verbs": ["bind"]}
+    container = one(objects, "Deployment", OPERATOR)["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(container)["TESSERA_EVALUATOR_CLUSTER_ROLE"] == role_name
 
 
 def test_operator_never_reads_secrets_nor_writes_model_specs() -> None:

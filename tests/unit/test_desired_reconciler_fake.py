@@ -24,6 +24,19 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NAMESPACE = "team-a"
 
 
+def _merged(target: Json, patch: Json) -> Json:
+    """A JSON merge patch (RFC 7386), as the apiserver applies it: objects merge, null removes."""
+    result = copy.deepcopy(target)
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = _merged(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
 def _matches(obj: Json, selector: str | None) -> bool:
     labels = obj.get("metadata", {}).get("labels") or {}
     for term in filter(None, (selector or "").split(",")):
@@ -40,6 +53,7 @@ class FakeKube:
         self.objects: dict[tuple[str, str | None, str], Json] = {}
         self.writes: list[str] = []
         self.events: list[Json] = []
+        self.status_patches: list[Json] = []
         self.versions = itertools.count(1)
         self.serve_lws = serve_lws
         for node in nodes:
@@ -75,11 +89,9 @@ class FakeKube:
     def merge_patch(self, resource: Resource, namespace: str | None, name: str, patch: Json,
                     subresource: str | None = None) -> Json:
         obj = self.objects[self._key(resource, namespace, name)]
-        for key, value in patch.get("status", {}).items():
-            if value is None:
-                obj.setdefault("status", {}).pop(key, None)
-            else:
-                obj.setdefault("status", {})[key] = value
+        if "status" in patch:
+            self.status_patches.append(copy.deepcopy(patch["status"]))
+            obj["status"] = _merged(obj.get("status") or {}, patch["status"])
         obj["metadata"]["resourceVersion"] = str(next(self.versions))
         self.writes.append(f"patch {resource.kind}/{name}/{subresource or ''}")
         return copy.deepcopy(obj)

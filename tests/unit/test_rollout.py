@@ -509,3 +509,23 @@ def test_manual_promote_is_refused_without_a_pass_or_inconclusive(verdict: Verdi
     decision = world.step(ManualRequest("promote", "mallory"))
     assert not any(isinstance(a, Promote) for a in decision.actions)
     assert decision.stable and decision.stable.version == "v1"
+
+
+def test_an_error_for_missing_prompt_logprobs_is_retried_and_named_never_promoted() -> None:
+    """The verdict of a server without prompt log-probabilities is Error: retried with backoff, its reason
+    shown, no traffic and no promotion, whatever the live figures say."""
+    world = World()
+    world.step()
+    reason = "facts: http://10.0.0.2:8000/v1 did not echo the prompt, so it gives no prompt log-probabilities"
+    world.live = GOOD_LIVE
+    for attempt in (1, 2, 3):
+        world.finish_evaluation("Error", reason)
+        waiting = world.step()
+        assert weights(waiting) == {"v1": 100, "v2": 0}
+        assert "prompt log-probabilities" in waiting.rollout.message
+        if attempt < 3:
+            assert waiting.rollout.phase == "Evaluating" and waiting.requeue_after_s == 30 * 2 ** (attempt - 1)
+            world.later(30 * 2 ** (attempt - 1) + 1)
+            assert world.step().rollout.attempts == attempt + 1
+    assert waiting.rollout.phase == "Held" and condition(waiting, "RolloutHeld").reason == "EvaluationErrored"
+    assert not any(d.rollout.phase in ("Canary", "Promoting") for d in world.history)

@@ -14,8 +14,8 @@ from test_desired_reconciler_fake import NAMESPACE, FakeKube, h100_node, manifes
 from tessera_operator.desired import DesiredSettings, version_hash
 from tessera_operator.k8s.events import EventRecorder
 from tessera_operator.k8s.resources import Resource
-from tessera_operator.reconcile import Reconciler
-from tessera_operator.reconcile.evaluation_job import job_name
+from tessera_operator.reconcile import Reconciler, rollout_strategy
+from tessera_operator.reconcile.evaluation_job import EVALUATION_LABEL, job_name
 from tessera_operator.reconcile.rollout_strategy import ROLLOUT_ACTION, ROLLOUT_REQUESTED_BY
 
 Json = dict[str, Any]
@@ -65,6 +65,12 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture(autouse=True)
+def no_pod_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pods here have no server: their /metrics do not answer (live evidence is unavailable)."""
+    monkeypatch.setattr(rollout_strategy, "default_scraper", lambda addresses: dict.fromkeys(addresses))
 
 
 @pytest.fixture
@@ -127,7 +133,7 @@ def test_pass_goes_through_the_canary_and_promotes(fake: RolloutFake) -> None:
     clock.advance(20)  # past the step and its wait for live evidence
     run.reconcile(NAMESPACE, NAME)
     assert fake.model(NAME)["status"]["rollout"]["phase"] == "Promoting"
-    clock.advance(31)  # the old version drains
+    clock.advance(61)  # the old version drains (the operator's drain time, 60 s by default)
     run.reconcile(NAMESPACE, NAME)
     status = fake.model(NAME)["status"]
     assert status["rollout"]["phase"] == "Completed"
@@ -148,7 +154,7 @@ def test_fail_rolls_back_and_records_the_candidate(fake: RolloutFake) -> None:
     status = fake.model(NAME)["status"]
     assert status["rollout"]["phase"] == "RollingBack"
     assert status["traffic"][0] == {"version": old, "weight": 100}
-    clock.advance(31)
+    clock.advance(61)
     run.reconcile(NAMESPACE, NAME)
     status = fake.model(NAME)["status"]
     assert [r["version"] for r in status["rejectedCandidates"]] == [new]
@@ -189,3 +195,19 @@ def test_without_spec_rollout_the_surge_strategy_still_runs(fake: RolloutFake) -
     fake.add_model(manifest())
     Reconciler(kube, DesiredSettings(), EventRecorder(kube, "test"), clock=Clock()).reconcile(NAMESPACE, NAME)
     assert "rollout" not in fake.model(NAME)["status"]
+
+
+def test_a_job_left_by_a_killed_run_for_another_evaluation_is_replaced(fake: RolloutFake) -> None:
+    """A run killed after creating the Job but before recording its evaluation in status leaves a Job that
+    would write a ModelEvaluation no status names; the next runs replace it instead of waiting forever."""
+    clock = Clock()
+    run, _, _ = start_candidate(fake, clock)
+    evaluation = fake.model(NAME)["status"]["rollout"]["evaluation"]
+    job = fake.kinds("jobs")[0]
+    fake.objects[("jobs", NAMESPACE, job)]["metadata"]["labels"][EVALUATION_LABEL] = "from-a-killed-run"
+    run.reconcile(NAMESPACE, NAME)
+    assert f"delete Job/{job}" in fake.writes
+    run.reconcile(NAMESPACE, NAME)
+    assert fake.kinds("jobs") == [job]
+    assert fake.objects[("jobs", NAMESPACE, job)]["metadata"]["labels"][EVALUATION_LABEL] == evaluation
+    assert fake.writes.count(f"create Job/{job}") == 2

@@ -5,17 +5,24 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
 
 from tessera_runtime.router.core import RouterSettings
 from tessera_runtime.router.proxy import ProxySettings
+from tessera_runtime.router.run import FRONT_ENDS, FrontEnd
 from tessera_runtime.router.testing import FakeUpstream, router_from_routes, serve_router
 
 TEAM_KEY = "sk-team-3c1f9b7e"
 ADMIN_KEY = "sk-admin-77a0d2c4"
+
+
+@pytest.fixture(params=FRONT_ENDS)
+def front_end(request: pytest.FixtureRequest) -> FrontEnd:
+    """Each scenario through both HTTP front ends: the lean server and aiohttp."""
+    return cast(FrontEnd, request.param)
 
 
 async def _post(session: aiohttp.ClientSession, url: str, model: str,
@@ -26,7 +33,7 @@ async def _post(session: aiohttp.ClientSession, url: str, model: str,
         return response.status, await response.json(), response.headers
 
 
-def test_api_keys_gate_models_and_rates_and_never_leak(caplog: pytest.LogCaptureFixture) -> None:
+def test_api_keys_gate_models_and_rates_and_never_leak(caplog: pytest.LogCaptureFixture, front_end: FrontEnd) -> None:
     caplog.set_level(logging.DEBUG)
 
     async def scenario() -> None:
@@ -46,7 +53,7 @@ def test_api_keys_gate_models_and_rates_and_never_leak(caplog: pytest.LogCapture
             },
             RouterSettings(api_keys=True, proxy=ProxySettings(strip_authorization=True)),
         )
-        async with serve_router(router) as url, aiohttp.ClientSession() as session:
+        async with serve_router(router, server=front_end) as url, aiohttp.ClientSession() as session:
             status, body, _ = await _post(session, url, "llama", None)
             assert status == 401 and body["error"]["code"] == "missing_api_key"
             status, body, _ = await _post(session, url, "llama", "sk-wrong")

@@ -7,12 +7,14 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
+import pytest
 
 from tessera_runtime.request_limits import RequestLimits
 from tessera_runtime.router.core import RouterSettings
+from tessera_runtime.router.run import FRONT_ENDS, FrontEnd
 from tessera_runtime.router.testing import (
     FakeUpstream,
     RawAnswer,
@@ -27,14 +29,20 @@ PATH = "/v1/completions"
 GOOD = json.dumps({"model": "llama", "prompt": "hi"}).encode()
 
 
+@pytest.fixture(params=FRONT_ENDS)
+def front_end(request: pytest.FixtureRequest) -> FrontEnd:
+    """Each scenario through both HTTP front ends: the lean server and aiohttp."""
+    return cast(FrontEnd, request.param)
+
+
 @asynccontextmanager
-async def router_and_pod() -> AsyncIterator[tuple[str, FakeUpstream, Any]]:
+async def router_and_pod(front_end: FrontEnd) -> AsyncIterator[tuple[str, FakeUpstream, Any]]:
     pod = FakeUpstream("pod")
     await pod.start()
     router = router_from_routes([{"name": "llama", "versions": [{"version": "v1", "endpoints": [pod.url]}]}],
                                 RouterSettings(limits=LIMITS))
     try:
-        async with serve_router(router) as url:
+        async with serve_router(router, server=front_end) as url:
             yield url, pod, router
     finally:
         await pod.stop()
@@ -54,9 +62,9 @@ def run(scenario: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(scenario(), 60))
 
 
-def test_malformed_bodies_get_openai_errors_and_never_reach_a_pod() -> None:
+def test_malformed_bodies_get_openai_errors_and_never_reach_a_pod(front_end: FrontEnd) -> None:
     async def scenario() -> None:
-        async with router_and_pod() as (url, pod, _):
+        async with router_and_pod(front_end) as (url, pod, _):
             bodies = [b'{"model": "llama", "prompt": ', b"[1, 2, 3]", b'"llama"', b"\xff\xfe\x00garbage",
                       b'{"prompt": "no model"}', b'{"model": 42}', b"null"]
             for body in bodies:
@@ -73,9 +81,9 @@ def test_malformed_bodies_get_openai_errors_and_never_reach_a_pod() -> None:
     run(scenario)
 
 
-def test_oversized_bodies_get_413_whether_declared_or_chunked() -> None:
+def test_oversized_bodies_get_413_whether_declared_or_chunked(front_end: FrontEnd) -> None:
     async def scenario() -> None:
-        async with router_and_pod() as (url, pod, router):
+        async with router_and_pod(front_end) as (url, pod, router):
             # Declared too large: refused from the head alone, before the body is sent.
             declared = await raw_request(url, [post_head(PATH, 10 * 1024 * 1024)])
             assert "4096" in assert_openai_error(declared, 413, "request_too_large")["message"]
@@ -106,9 +114,9 @@ async def _good_requests(url: str, count: int) -> list[int]:
     return statuses
 
 
-def test_slow_heads_are_cut_off_while_other_clients_are_served() -> None:
+def test_slow_heads_are_cut_off_while_other_clients_are_served(front_end: FrontEnd) -> None:
     async def scenario() -> None:
-        async with router_and_pod() as (url, pod, _):
+        async with router_and_pod(front_end) as (url, pod, _):
             head = post_head(PATH, len(GOOD))
             trickle = [head[i:i + 1] for i in range(len(head))]  # one byte every 0.2 s: 20+ s in all
             slow = [asyncio.ensure_future(raw_request(url, trickle, interval=0.2, limit=15)) for _ in range(4)]
@@ -124,9 +132,9 @@ def test_slow_heads_are_cut_off_while_other_clients_are_served() -> None:
     run(scenario)
 
 
-def test_slow_bodies_get_408_while_other_clients_are_served() -> None:
+def test_slow_bodies_get_408_while_other_clients_are_served(front_end: FrontEnd) -> None:
     async def scenario() -> None:
-        async with router_and_pod() as (url, pod, router):
+        async with router_and_pod(front_end) as (url, pod, router):
             trickle = [post_head(PATH, len(GOOD))] + [GOOD[i:i + 1] for i in range(len(GOOD))]
             slow = [asyncio.ensure_future(raw_request(url, trickle, interval=0.2, limit=15)) for _ in range(4)]
             statuses = await _good_requests(url, 20)
@@ -141,9 +149,9 @@ def test_slow_bodies_get_408_while_other_clients_are_served() -> None:
     run(scenario)
 
 
-def test_garbage_instead_of_http_is_refused_and_the_router_keeps_serving() -> None:
+def test_garbage_instead_of_http_is_refused_and_the_router_keeps_serving(front_end: FrontEnd) -> None:
     async def scenario() -> None:
-        async with router_and_pod() as (url, _pod, _):
+        async with router_and_pod(front_end) as (url, _pod, _):
             for garbage in (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64, b"HELLO THERE\r\n\r\n",
                             b"POST /v1/completions HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
                             b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n"):

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
+import pytest
 
 from tessera_runtime.router.core import Router, RouterSettings
 from tessera_runtime.router.hold import HoldSettings
+from tessera_runtime.router.run import FRONT_ENDS, FrontEnd
 from tessera_runtime.router.table import EndpointState, ModelKey
 from tessera_runtime.router.testing import FakeUpstream, router_from_routes, serve_router
 
 KEY = ("team", "llama")
 ZERO = [{"name": "llama", "namespace": "team", "servedModelName": "llama-3", "versions": []}]
+
+
+@pytest.fixture(params=FRONT_ENDS)
+def front_end(request: pytest.FixtureRequest) -> FrontEnd:
+    """Each scenario through both HTTP front ends: the lean server and aiohttp."""
+    return cast(FrontEnd, request.param)
 
 
 async def _post(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], Any]:
@@ -37,13 +45,13 @@ def _router(marks: list[ModelKey], **hold: Any) -> Router:
     return router_from_routes(ZERO, RouterSettings(hold=HoldSettings(**hold)), mark_demand=mark)
 
 
-def test_held_request_goes_through_once_a_pod_is_ready() -> None:
+def test_held_request_goes_through_once_a_pod_is_ready(front_end: FrontEnd) -> None:
     async def scenario() -> None:
         pod = FakeUpstream("pod")
         await pod.start()
         marks: list[ModelKey] = []
         router = _router(marks, timeout=30, queue_limit=4, demand_interval=5)
-        async with serve_router(router) as url, aiohttp.ClientSession() as session:
+        async with serve_router(router, server=front_end) as url, aiohttp.ClientSession() as session:
             held = [asyncio.create_task(_post(session, url, {"model": "llama-3", "prompt": "hi"})) for _ in range(3)]
             await _until(lambda: router.hold.held(KEY) == 3)
             assert marks == [KEY]  # demand marked once for three held requests
@@ -63,11 +71,11 @@ def test_held_request_goes_through_once_a_pod_is_ready() -> None:
     asyncio.run(scenario())
 
 
-def test_full_hold_queue_gets_429_and_timeout_gets_503_with_retry_after() -> None:
+def test_full_hold_queue_gets_429_and_timeout_gets_503_with_retry_after(front_end: FrontEnd) -> None:
     async def scenario() -> None:
         marks: list[ModelKey] = []
         router = _router(marks, timeout=1.0, queue_limit=2, retry_after=7, demand_interval=5)
-        async with serve_router(router) as url, aiohttp.ClientSession() as session:
+        async with serve_router(router, server=front_end) as url, aiohttp.ClientSession() as session:
             held = [asyncio.create_task(_post(session, url, {"model": "llama-3", "prompt": "hi"})) for _ in range(2)]
             await _until(lambda: router.hold.held(KEY) == 2)
             status, body, headers = await _post(session, url, {"model": "llama-3", "prompt": "hi"})
@@ -85,12 +93,12 @@ def test_full_hold_queue_gets_429_and_timeout_gets_503_with_retry_after() -> Non
     asyncio.run(scenario())
 
 
-def test_demand_is_marked_at_most_once_per_interval_while_requests_are_held() -> None:
+def test_demand_is_marked_at_most_once_per_interval_while_requests_are_held(front_end: FrontEnd) -> None:
     async def scenario() -> None:
         marks: list[ModelKey] = []
         router = _router(marks, timeout=1.3, queue_limit=50, demand_interval=0.5)
         loop = asyncio.get_running_loop()
-        async with serve_router(router) as url, aiohttp.ClientSession() as session:
+        async with serve_router(router, server=front_end) as url, aiohttp.ClientSession() as session:
             started = loop.time()
             held = [asyncio.create_task(_post(session, url, {"model": "llama-3", "prompt": "hi"})) for _ in range(20)]
             results = await asyncio.gather(*held)
@@ -103,17 +111,17 @@ def test_demand_is_marked_at_most_once_per_interval_while_requests_are_held() ->
     asyncio.run(scenario())
 
 
-def test_no_hold_when_disabled_and_deleted_models_end_their_holds() -> None:
+def test_no_hold_when_disabled_and_deleted_models_end_their_holds(front_end: FrontEnd) -> None:
     async def scenario() -> None:
         marks: list[ModelKey] = []
         router = _router(marks, timeout=0)
-        async with serve_router(router) as url, aiohttp.ClientSession() as session:
+        async with serve_router(router, server=front_end) as url, aiohttp.ClientSession() as session:
             status, body, headers = await _post(session, url, {"model": "llama-3", "prompt": "hi"})
             assert status == 503 and "does not hold requests" in body["error"]["message"]
             assert "Retry-After" in headers and marks == [KEY]
 
         router = _router(marks, timeout=30)
-        async with serve_router(router) as url, aiohttp.ClientSession() as session:
+        async with serve_router(router, server=front_end) as url, aiohttp.ClientSession() as session:
             task = asyncio.create_task(_post(session, url, {"model": "llama-3", "prompt": "hi"}))
             await _until(lambda: router.hold.held(KEY) == 1)
             router.table.remove_model(KEY)

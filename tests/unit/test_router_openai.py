@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 import openai
 import pytest
 
+from tessera_runtime.router.run import FRONT_ENDS, FrontEnd
 from tessera_runtime.router.testing import FakeUpstream, router_from_routes, serve_router
 
 
-def test_openai_client_through_the_router() -> None:
+@pytest.fixture(params=FRONT_ENDS)
+def front_end(request: pytest.FixtureRequest) -> FrontEnd:
+    """Each scenario through both HTTP front ends: the lean server and aiohttp."""
+    return cast(FrontEnd, request.param)
+
+
+def test_openai_client_through_the_router(front_end: FrontEnd) -> None:
     async def scenario() -> None:
         pod = FakeUpstream("pod", chunks=5)
         await pod.start()
         router = router_from_routes([{"name": "llama", "servedModelName": "llama-3", "aliases": ["l3"],
                                       "versions": [{"version": "v1", "endpoints": [pod.url]}]}])
-        async with serve_router(router) as url:
+        async with serve_router(router, server=front_end) as url:
             client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
             chat = await client.chat.completions.create(
                 model="l3", messages=[{"role": "user", "content": "hello"}])

@@ -7,17 +7,24 @@ import json
 import socket
 from collections import Counter
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
 
 from tessera_runtime.router.core import RouterSettings
 from tessera_runtime.router.hold import HoldSettings
+from tessera_runtime.router.run import FRONT_ENDS, FrontEnd
 from tessera_runtime.router.table import EndpointState
 from tessera_runtime.router.testing import FakeUpstream, router_from_routes, serve_router
 
 Runner = Callable[[Coroutine[Any, Any, None]], None]
+
+
+@pytest.fixture(params=FRONT_ENDS)
+def front_end(request: pytest.FixtureRequest) -> FrontEnd:
+    """Each scenario through both HTTP front ends: the lean server and aiohttp."""
+    return cast(FrontEnd, request.param)
 
 
 try:
@@ -50,7 +57,7 @@ async def _post(session: aiohttp.ClientSession, url: str, body: Any, headers: di
         return response.status, json.loads(text), response.headers.get("X-Upstream", "")
 
 
-def test_routes_by_served_name_and_alias_rewriting_only_aliases(run: Runner) -> None:
+def test_routes_by_served_name_and_alias_rewriting_only_aliases(run: Runner, front_end: FrontEnd) -> None:
     async def scenario() -> None:
         llama, mistral = FakeUpstream("llama-pod"), FakeUpstream("mistral-pod")
         await llama.start()
@@ -60,7 +67,7 @@ def test_routes_by_served_name_and_alias_rewriting_only_aliases(run: Runner) -> 
              "versions": [{"version": "v1", "endpoints": [llama.url]}]},
             {"name": "mistral", "namespace": "team", "versions": [{"version": "v1", "endpoints": [mistral.url]}]},
         ]})
-        async with serve_router(router) as url, aiohttp.ClientSession() as session:
+        async with serve_router(router, server=front_end) as url, aiohttp.ClientSession() as session:
             raw = b'{"model": "llama-3",   "prompt": "keep my spacing"}'
             status, body, upstream = await _post(session, url, raw)
             assert (status, upstream, body["system_fingerprint"]) == (200, "llama-pod", "llama-pod")
@@ -80,7 +87,7 @@ def test_routes_by_served_name_and_alias_rewriting_only_aliases(run: Runner) -> 
     run(scenario())
 
 
-def test_canary_split_90_10_over_1000_requests_and_version_pins(run: Runner) -> None:
+def test_canary_split_90_10_over_1000_requests_and_version_pins(run: Runner, front_end: FrontEnd) -> None:
     async def scenario() -> None:
         stable = [FakeUpstream("stable-0"), FakeUpstream("stable-1")]
         candidate = FakeUpstream("candidate-0")
@@ -92,7 +99,7 @@ def test_canary_split_90_10_over_1000_requests_and_version_pins(run: Runner) -> 
                          {"version": "bbb", "weight": 10, "endpoints": [candidate.url]}],
         }]})
         seen: Counter[str] = Counter()
-        async with serve_router(router) as url, aiohttp.ClientSession() as session:
+        async with serve_router(router, server=front_end) as url, aiohttp.ClientSession() as session:
             gate = asyncio.Semaphore(16)
 
             async def one() -> None:
@@ -118,7 +125,7 @@ def test_canary_split_90_10_over_1000_requests_and_version_pins(run: Runner) -> 
     run(scenario())
 
 
-def test_connection_refused_before_any_byte_is_retried_on_another_pod(run: Runner) -> None:
+def test_connection_refused_before_any_byte_is_retried_on_another_pod(run: Runner, front_end: FrontEnd) -> None:
     async def scenario() -> None:
         live = FakeUpstream("live")
         await live.start()
@@ -127,7 +134,7 @@ def test_connection_refused_before_any_byte_is_retried_on_another_pod(run: Runne
             {"name": "m", "versions": [{"version": "v1", "endpoints": [dead, live.url]}]},
             {"name": "gone", "versions": [{"version": "v1", "endpoints": [_closed_port_url()]}]},
         ]})
-        async with serve_router(router) as url, aiohttp.ClientSession() as session:
+        async with serve_router(router, server=front_end) as url, aiohttp.ClientSession() as session:
             results = [await _post(session, url, {"model": "m", "prompt": "hi"}) for _ in range(10)]
             assert {(status, upstream) for status, _, upstream in results} == {(200, "live")}
             assert live.requests == 10
@@ -138,12 +145,12 @@ def test_connection_refused_before_any_byte_is_retried_on_another_pod(run: Runne
     run(scenario())
 
 
-def test_bad_bodies_and_unknown_models_get_openai_format_errors(run: Runner) -> None:
+def test_bad_bodies_and_unknown_models_get_openai_format_errors(run: Runner, front_end: FrontEnd) -> None:
     async def scenario() -> None:
         pod = FakeUpstream("pod")
         await pod.start()
         router = router_from_routes([{"name": "m", "versions": [{"version": "v1", "endpoints": [pod.url]}]}])
-        async with serve_router(router) as url, aiohttp.ClientSession() as session:
+        async with serve_router(router, server=front_end) as url, aiohttp.ClientSession() as session:
             cases = [
                 (b"{not json", 400, None),
                 (b"[1, 2]", 400, None),
@@ -168,13 +175,13 @@ def test_bad_bodies_and_unknown_models_get_openai_format_errors(run: Runner) -> 
     run(scenario())
 
 
-def test_other_v1_paths_pass_through_and_models_are_listed(run: Runner) -> None:
+def test_other_v1_paths_pass_through_and_models_are_listed(run: Runner, front_end: FrontEnd) -> None:
     async def scenario() -> None:
         pod = FakeUpstream("pod")
         await pod.start()
         router = router_from_routes([{"name": "m", "servedModelName": "m-1", "aliases": ["mm"],
                                       "versions": [{"version": "v1", "endpoints": [pod.url]}]}])
-        async with serve_router(router) as url, aiohttp.ClientSession() as session:
+        async with serve_router(router, server=front_end) as url, aiohttp.ClientSession() as session:
             status, body, upstream = await _post(session, url, {"model": "mm", "input": "x"}, path="/v1/embeddings")
             assert (status, upstream, body["upstream"]) == (200, "pod", "pod")
             listing = await (await session.get(url + "/v1/models")).json()
@@ -196,7 +203,7 @@ async def _read_until(response: aiohttp.ClientResponse, marker: bytes, buffer: b
         buffer.extend(chunk)
 
 
-def test_stream_survives_removal_of_another_pod_and_its_own_pods_termination(run: Runner) -> None:
+def test_stream_survives_removal_of_another_pod_and_its_own_pods_termination(run: Runner, front_end: FrontEnd) -> None:
     async def scenario() -> None:
         streaming, other, successor = FakeUpstream("a", chunks=4), FakeUpstream("b"), FakeUpstream("c")
         for pod in (streaming, other, successor):
@@ -205,7 +212,7 @@ def test_stream_survives_removal_of_another_pod_and_its_own_pods_termination(run
         router = router_from_routes([{"name": "m", "versions": [{"version": "v1", "endpoints": [streaming.url]}]}],
                                     RouterSettings(hold=HoldSettings(timeout=5)))
         key = ("default", "m")
-        async with serve_router(router) as url, aiohttp.ClientSession() as session:
+        async with serve_router(router, server=front_end) as url, aiohttp.ClientSession() as session:
             body = json.dumps({"model": "m", "prompt": "hi", "stream": True}).encode()
             async with session.post(url + "/v1/completions", data=body) as response:
                 assert response.headers["Content-Type"].startswith("text/event-stream")
@@ -233,13 +240,13 @@ def test_stream_survives_removal_of_another_pod_and_its_own_pods_termination(run
     run(scenario())
 
 
-def test_upstream_errors_and_large_bodies_pass_through_and_broken_streams_end_with_an_error_event(run: Runner) -> None:
+def test_upstream_errors_and_large_bodies_pass_through_and_broken_streams_end_with_an_error_event(run: Runner, front_end: FrontEnd) -> None:
     async def scenario() -> None:
         pod = FakeUpstream("pod", chunks=3)
         await pod.start()
         pod.pause_streams = asyncio.Event()
         router = router_from_routes([{"name": "m", "versions": [{"version": "v1", "endpoints": [pod.url]}]}])
-        async with serve_router(router) as url, aiohttp.ClientSession() as session:
+        async with serve_router(router, server=front_end) as url, aiohttp.ClientSession() as session:
             for code in (429, 500):  # the pod's own errors reach the client as they are
                 status, error, upstream = await _post(session, url, {"model": "m", "prompt": "x", "fake_status": code})
                 assert (status, upstream, error["error"]["message"]) == (code, "pod", "fake failure")
@@ -260,13 +267,13 @@ def test_upstream_errors_and_large_bodies_pass_through_and_broken_streams_end_wi
     run(scenario())
 
 
-def test_session_and_prefix_affinity_keep_requests_on_one_pod(run: Runner) -> None:
+def test_session_and_prefix_affinity_keep_requests_on_one_pod(run: Runner, front_end: FrontEnd) -> None:
     async def scenario() -> None:
         pods = [FakeUpstream(f"pod-{i}") for i in range(3)]
         for pod in pods:
             await pod.start()
         router = router_from_routes([{"name": "m", "versions": [{"version": "v1", "endpoints": [p.url for p in pods]}]}])
-        async with serve_router(router) as url, aiohttp.ClientSession() as session:
+        async with serve_router(router, server=front_end) as url, aiohttp.ClientSession() as session:
             plain = {(await _post(session, url, {"model": "m", "prompt": "hi"}))[2] for _ in range(9)}
             assert len(plain) == 3  # without affinity, idle pods share the requests
             for session_id in ("alice", "bob"):

@@ -21,6 +21,7 @@ from tessera_operator.simulator.trace import (
     read_trace,
     scale_rate,
     synthetic_trace,
+    time_reversed,
     with_warmup,
 )
 
@@ -104,6 +105,31 @@ def test_synthetic_traces_are_deterministic_and_named() -> None:
     assert code_mean_output < sum(chat.generated_tokens) / len(chat)
     with pytest.raises(ValueError, match="unknown synthetic shape"):
         load_trace("synthetic:nope")
+
+
+def test_the_extra_check_shapes_differ_as_named() -> None:
+    def minute_counts(name: str) -> list[int]:
+        trace = synthetic_trace(name, seed=3, duration_seconds=1800)
+        counts = [0] * 30
+        for arrival in trace.arrivals:
+            counts[int(arrival // 60)] += 1
+        return counts
+
+    def spread(counts: list[int]) -> float:
+        return (max(counts) - min(counts)) / (sum(counts) / len(counts))
+
+    flat, spiky, diurnal = minute_counts("flat"), minute_counts("spiky"), minute_counts("diurnal")
+    assert spread(flat) < spread(spiky) and spread(flat) < spread(diurnal)
+
+
+def test_time_reversal_plays_the_trace_backwards() -> None:
+    trace = parse_trace(ROWS.splitlines(), name="rows")
+    backwards = time_reversed(trace)
+    assert backwards.arrivals[0] == 0.0 and list(backwards.arrivals) == sorted(backwards.arrivals)
+    assert backwards.duration_seconds == pytest.approx(trace.duration_seconds)
+    assert backwards.prompt_tokens == tuple(reversed(trace.prompt_tokens))
+    assert time_reversed(backwards).arrivals == pytest.approx(trace.arrivals)
+    assert "reversed" in backwards.name
 
 
 def test_the_azure_trace_keeps_its_attribution() -> None:

@@ -25,6 +25,11 @@
 {{- printf "%s-router" (include "tessera.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/* The ClusterRole evaluation Jobs run under: the only role the operator may bind (operator-rbac.yaml). */}}
+{{- define "tessera.evaluator.clusterRoleName" -}}
+{{- .Values.models.evaluatorClusterRole | default (printf "%s-evaluator" (include "tessera.fullname" .)) -}}
+{{- end -}}
+
 {{/* Labels every object carries besides its name and instance. */}}
 {{- define "tessera.baseLabels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}

@@ -32,6 +32,13 @@ class PolicyConfig:
     tpot_target_fraction: float = 0.35
     #: KV-cache usage a pod should stay under on average (vLLM queues requests when it is full).
     kv_cache_target: float = 0.8
+    #: Waiting requests each replica may hold (`targets.queuePerReplica`): the waiting and held requests
+    #: over it are a floor on replicas, as an HPA's AverageValue target would be, and a queue beyond it
+    #: counts as saturation. 0: any queue asks for one more replica. None: no floor.
+    queue_per_replica: float | None = None
+    #: Requests in flight (running and waiting) per replica to aim for (`targets.concurrencyPerReplica`):
+    #: a floor on replicas next to the load's own. None: no floor.
+    concurrency_per_replica: float | None = None
     #: How often the operator (or the simulator) calls `decide`.
     interval_seconds: float = 5.0
     #: Burst window: a short mean that reacts within seconds.
@@ -69,5 +76,9 @@ class PolicyConfig:
             raise ValueError("tpotTargetFraction is a fraction between 0 and 1")
         if not 0 < self.kv_cache_target <= 1:
             raise ValueError("kvCacheTarget is a fraction between 0 and 1")
+        if self.queue_per_replica is not None and self.queue_per_replica < 0:
+            raise ValueError("queuePerReplica cannot be negative")
+        if self.concurrency_per_replica is not None and self.concurrency_per_replica <= 0:
+            raise ValueError("concurrencyPerReplica must be positive")
         if self.interval_seconds <= 0 or self.cold_start_seconds < 0:
             raise ValueError("the interval must be positive and the cold start not negative")

@@ -10,6 +10,11 @@ Utilisation cannot see past saturation, nor demand held at the router, so the po
 request per second costs (utilisation / request rate, averaged while pods are not saturated) and, when
 pods saturate, multiplies the router's request rate, plus the backlog to drain, by it. The KV cache is a
 second ceiling, counted in replicas directly.
+
+The Model's own targets add floors, each a replica count like an HPA metric's: the waiting and held
+requests over `queuePerReplica`, and the requests in flight over `concurrencyPerReplica`. While replicas
+load, a floor asks for no more than the replicas there and on the way: a queue that builds during a cold
+start is theirs to drain, so the floors cannot run away.
 """
 
 from __future__ import annotations
@@ -43,6 +48,12 @@ class LoadEstimate:
     cost_per_request_rate: float | None
     unloaded_tpot_seconds: float | None
     saturated: bool
+    #: Replicas the queue and concurrency floors ask for (0 when the Model sets neither target).
+    floor_replicas: float = 0.0
+    #: Which floor set it: "queue", "concurrency" or "" (none).
+    floor_source: str = ""
+    #: Requests in flight (running and waiting on pods, or the router's count) plus those held.
+    in_flight: float = 0.0
 
 
 def utilisation_for(step_seconds: float, unloaded_tpot: float) -> float:
@@ -63,7 +74,8 @@ def estimate_load(
     backlog = observation.router_held + int(sum(pod.waiting for pod in ready))
     rate = observation.request_rate if observation.request_rate is not None else 0.0
     cost = state.cost_per_request_rate
-    saturated = observation.router_held > 0 or backlog > QUEUE_PER_POD * max(1, len(ready))
+    queue_limit = QUEUE_PER_POD if config.queue_per_replica is None else config.queue_per_replica
+    saturated = observation.router_held > 0 or backlog > queue_limit * max(1, len(ready))
     utilisation = 0.0
     if unloaded is not None:
         per_pod = [
@@ -83,7 +95,13 @@ def estimate_load(
     busy, source = max(candidates, key=lambda item: item[0])
     if busy <= 0:
         source = "none"
+    in_flight = max(sum(pod.running + pod.waiting for pod in ready), float(observation.router_in_flight))
+    in_flight += observation.router_held
+    floor, floor_source = _floor(observation, config, backlog, in_flight, len(ready))
     return LoadEstimate(
+        floor_replicas=floor,
+        floor_source=floor_source,
+        in_flight=in_flight,
         busy_replicas=busy,
         kv_replicas=sum(pod.kv_cache_usage for pod in ready) / config.kv_cache_target,
         source=source,
@@ -94,3 +112,20 @@ def estimate_load(
         saturated=saturated,
     )
 
+
+def _floor(
+    observation: Observation, config: PolicyConfig, backlog: int, in_flight: float, ready: int
+) -> tuple[float, str]:
+    """The replicas the Model's queue and concurrency targets ask for, and which one asks the most."""
+    candidates = [(0.0, "")]
+    queue = config.queue_per_replica
+    if queue is not None:
+        # A zero target tolerates no queue: any waiting request asks for one replica more.
+        needed = backlog / queue if queue > 0 else (ready + 1.0 if backlog > 0 else 0.0)
+        candidates.append((needed, "queue"))
+    if config.concurrency_per_replica is not None:
+        candidates.append((in_flight / config.concurrency_per_replica, "concurrency"))
+    floor, source = max(candidates, key=lambda item: item[0])
+    if observation.loading_replicas > 0:
+        floor = min(floor, float(observation.replicas))  # replicas on their way drain the queue
+    return floor, source if floor > 0 else ""

@@ -1,7 +1,8 @@
 """Tessera's autoscaling policy: `decide(state, observation, config) -> (decision, new state)`.
 
 In plain words, each call:
-1. measures the load in busy replicas (see `demand`) and the replicas the KV cache needs;
+1. measures the load in busy replicas (see `demand`), the replicas the KV cache needs and those the
+   Model's queue and concurrency targets ask for; the demand is the largest (like a multi-metric HPA);
 2. scales from zero at once when the router holds a request, and to zero after `scaleToZeroAfter` idle;
 3. plans capacity one cold start ahead (see `forecast`); replicas still loading count as capacity on
    the way, so a fleet that is loading is never scaled up again for the same demand;
@@ -58,16 +59,17 @@ def decide(
     )
     keep = max(config.trend_window_seconds, config.stable_window_seconds, config.scale_down_delay_seconds)
     history = [sample for sample in state.samples if sample.time_seconds > now - keep]
+    # Like an HPA with several metrics, the demand is the largest of the signals, each in replicas.
     points = [
-        (sample.time_seconds, max(sample.busy_replicas / utilisation, sample.kv_replicas))
+        (sample.time_seconds, max(sample.busy_replicas / utilisation, sample.kv_replicas, sample.floor_replicas))
         for sample in history
     ]
-    points.append((now, max(load.busy_replicas / utilisation, load.kv_replicas)))
+    points.append((now, max(load.busy_replicas / utilisation, load.kv_replicas, load.floor_replicas)))
     plan = forecast(points, now, current, config)
     floor = 1 if active else 0
     # What a scale-down may go to at this moment: the plan with the hysteresis headroom on top.
     keep_for = _clamp(max(floor, _ceil(plan.planned * (1 + config.scale_down_headroom))), config)
-    history.append(DemandSample(now, load.busy_replicas, load.kv_replicas, keep_for))
+    history.append(DemandSample(now, load.busy_replicas, load.kv_replicas, keep_for, load.floor_replicas))
 
     recommendation = _clamp(max(floor, _ceil(plan.planned)), config)
     if recommendation > current:
@@ -145,4 +147,9 @@ def _figures(load: LoadEstimate, plan: Forecast, config: PolicyConfig) -> str:
         text += f", rising {plan.trend_per_minute:.2f} replicas/min over a {config.cold_start_seconds:.0f} s cold start"
     if load.backlog:
         text += f", {load.backlog} queued"
+    if load.floor_source == "queue" and load.floor_replicas >= plan.planned - 1e-6:
+        text += f", held up by the queue: {load.backlog} waiting over queuePerReplica {config.queue_per_replica:g}"
+    elif load.floor_source == "concurrency" and load.floor_replicas >= plan.planned - 1e-6:
+        text += (f", held up by concurrency: {load.in_flight:.0f} in flight over concurrencyPerReplica "
+                 f"{config.concurrency_per_replica:g}")
     return text + ")"

@@ -12,13 +12,14 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class DemandSample:
-    """One call's estimates: the load in busy replicas, the replicas the KV cache needs, and the replica
-    count a scale-down could go to at that moment."""
+    """One call's estimates: the load in busy replicas, the replicas the KV cache needs, the replica
+    count a scale-down could go to at that moment, and the replicas the queue and concurrency floors ask."""
 
     time_seconds: float
     busy_replicas: float
     kv_replicas: float
     recommendation: int
+    floor_replicas: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,7 @@ class PolicyState:
                     round(sample.busy_replicas, 4),
                     round(sample.kv_replicas, 4),
                     sample.recommendation,
+                    round(sample.floor_replicas, 4),
                 ]
                 for sample in self.samples
             ],
@@ -58,9 +60,11 @@ class PolicyState:
         """Read back what `to_dict` wrote; missing or empty data gives a fresh state."""
         if not data:
             return cls()
+        # Samples written before the floors existed have four fields.
         samples = tuple(
-            DemandSample(float(moment), float(busy), float(kv), int(recommendation))
-            for moment, busy, kv, recommendation in data.get("samples", [])
+            DemandSample(float(row[0]), float(row[1]), float(row[2]), int(row[3]),
+                         float(row[4]) if len(row) > 4 else 0.0)
+            for row in data.get("samples", [])
         )
         return cls(
             samples=samples,

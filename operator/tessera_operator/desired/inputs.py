@@ -90,6 +90,8 @@ class DesiredSettings:
     cpu_shm_size: str = "512Mi"
     vllm_master_port: int = 29500
     cluster_domain: str = "cluster.local"
+    evaluator_cluster_role: str = "tessera-evaluator"
+    """ClusterRole bound to the ServiceAccount of evaluation Jobs (see OperatorSettings)."""
 
     @property
     def termination_grace_seconds(self) -> int:

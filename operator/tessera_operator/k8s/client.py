@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,20 @@ def load_api_client(kubeconfig: str | os.PathLike[str] | None = None, context: s
         config_file=str(path) if path else None, context=context
     )
     return api_client
+
+
+# Characters YAML forbids or reads as line breaks (JSON escapes those below U+0020 already).
+_YAML_UNPRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
+
+
+def apply_body(obj: Json) -> str:
+    """An apply patch as the apiserver's YAML decoder reads it.
+
+    JSON is YAML, except that JSON's surrogate-pair escapes (how `json.dumps` writes an emoji) are
+    refused by YAML: characters are written as themselves instead, escaping only those YAML forbids.
+    """
+    text = json.dumps(obj, ensure_ascii=False)
+    return _YAML_UNPRINTABLE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 
 class Kube:
@@ -104,7 +119,7 @@ class Kube:
         resource = resource_of(obj)
         meta = obj["metadata"]
         return self._request(
-            "patch", resource.path(meta.get("namespace"), meta["name"]), body=obj,
+            "patch", resource.path(meta.get("namespace"), meta["name"]), body=apply_body(obj),
             content_type="application/apply-patch+yaml", field_manager=self.field_manager,
             force_conflicts=force,
         )

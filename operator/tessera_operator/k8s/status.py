@@ -10,16 +10,25 @@ from .resources import MODEL
 Json = dict[str, Any]
 
 
+def _merge_diff(old: Json, new: Json) -> Json:
+    patch: Json = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if before == value:
+            continue
+        # A merge patch merges objects key by key, so a key gone from a nested object must be nulled too.
+        patch[key] = _merge_diff(before, value) if isinstance(before, dict) and isinstance(value, dict) else value
+    patch.update({key: None for key in old if key not in new})
+    return patch
+
+
 def status_patch(old: Json | None, new: Json) -> Json | None:
     """The merge patch that turns status `old` into `new`, or None when they are equal.
 
-    Top-level fields are replaced whole (lists cannot be merged by a JSON merge patch) and fields
-    that disappeared are set to null.
+    Lists are replaced whole (a JSON merge patch cannot merge them); objects are merged, so fields that
+    disappeared, at any depth, are set to null.
     """
-    old = old or {}
-    patch: Json = {key: value for key, value in new.items() if old.get(key) != value}
-    patch.update({key: None for key in old if key not in new})
-    return patch or None
+    return _merge_diff(old or {}, new) or None
 
 
 def write_status(kube: Kube, namespace: str, name: str, old: Json | None, new: Json) -> bool:

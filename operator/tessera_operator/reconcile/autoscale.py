@@ -73,10 +73,14 @@ class Scaling:
 
 
 def policy_config(spec: ModelSpec, interval_seconds: float, cold_start_seconds: float | None) -> PolicyConfig:
-    """The policy's settings from the Model's bounds, SLO and targets."""
-    bounds, slo = spec.autoscaling, spec.slo
-    kv_target = bounds.targets.kv_cache_utilization if bounds.targets is not None else None
+    """The policy's settings from the Model's bounds, SLO and targets (KV cache, queue and concurrency)."""
+    bounds, slo, targets = spec.autoscaling, spec.slo, spec.autoscaling.targets
+    kv_target = targets.kv_cache_utilization if targets is not None else None
     extra: dict[str, float] = {}
+    if targets is not None and targets.queue_per_replica is not None:
+        extra["queue_per_replica"] = targets.queue_per_replica
+    if targets is not None and targets.concurrency_per_replica is not None:
+        extra["concurrency_per_replica"] = targets.concurrency_per_replica
     if slo is not None and slo.time_to_first_token_seconds is not None:
         extra["ttft_slo_seconds"] = slo.time_to_first_token_seconds
     if slo is not None and slo.time_per_output_token_seconds is not None:

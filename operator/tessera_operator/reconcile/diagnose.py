@@ -76,7 +76,9 @@ def _fetch_problem(pod_name: str, status: Json) -> Problem | None:
 
 def _waiting_problem(pod_name: str, container: str, waiting: Json) -> Problem | None:
     reason, message = str(waiting.get("reason") or ""), str(waiting.get("message") or "")
-    if reason in _CONFIG_REASONS:
+    # A node that cannot set the pod up because a Secret, ConfigMap or key of a volume is missing keeps
+    # its containers in ContainerCreating and says so; waiting would never end.
+    if reason in _CONFIG_REASONS or (reason == "ContainerCreating" and "not found" in message):
         return Problem("ConfigError", f"pod {pod_name}, container {container}: {reason}: {message}. "
                        "Create the referenced Secret or ConfigMap (e.g. spec.source.credentialsSecretRef).")
     if reason in _IMAGE_REASONS:

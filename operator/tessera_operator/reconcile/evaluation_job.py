@@ -2,7 +2,8 @@
 
 The Job runs `tessera-runtime evaluate` against the pods of the candidate and of the stable version
 (their pod IPs: the per-version Services' endpoints, reached without the router), under a
-ServiceAccount bound to the chart's `tessera-evaluator` ClusterRole in the Model's namespace. Every
+ServiceAccount bound in the Model's namespace to the evaluator ClusterRole the operator is configured with
+(TESSERA_EVALUATOR_CLUSTER_ROLE; the chart's `<release>-evaluator`, the only role it may bind). Every
 object is owned by the Model, so deleting the Model removes them.
 """
 
@@ -22,7 +23,6 @@ from tessera_operator.rollout.timeutil import parse_time
 
 Json = dict[str, Any]
 
-EVALUATOR_CLUSTER_ROLE = "tessera-evaluator"
 EVALUATOR_ACCOUNT = "tessera-evaluator"
 EVALUATION_LABEL = "tessera.dev/evaluation"
 
@@ -40,13 +40,13 @@ def _metadata(ref: L.ModelRef, name: str, extra_labels: dict[str, str] | None = 
     return {"name": name, "namespace": ref.namespace, "labels": labels, "ownerReferences": [ref.owner_reference()]}
 
 
-def evaluator_rbac(ref: L.ModelRef) -> list[Json]:
-    """The ServiceAccount the Job runs as and its binding to the tessera-evaluator ClusterRole."""
+def evaluator_rbac(ref: L.ModelRef, cluster_role: str) -> list[Json]:
+    """The ServiceAccount the Job runs as and its binding to the evaluator ClusterRole `cluster_role`."""
     account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _metadata(ref, EVALUATOR_ACCOUNT)}
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
         "metadata": _metadata(ref, f"{EVALUATOR_ACCOUNT}-{ref.name}"[:253]),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": EVALUATOR_CLUSTER_ROLE},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role},
         "subjects": [{"kind": "ServiceAccount", "name": EVALUATOR_ACCOUNT, "namespace": ref.namespace}],
     }
     return [account, binding]
@@ -90,10 +90,10 @@ def evaluation_job(
     }
 
 
-def ensure_evaluation_objects(kube: Kube, ref: L.ModelRef, job: Json) -> bool:
-    """Create the evaluator's ServiceAccount, RoleBinding and the Job unless they exist (idempotent; a
-    Conflict means a concurrent run created it). True when this call created the Job."""
-    account, binding = evaluator_rbac(ref)
+def ensure_evaluation_objects(kube: Kube, ref: L.ModelRef, job: Json, cluster_role: str) -> bool:
+    """Create the evaluator's ServiceAccount, RoleBinding (to `cluster_role`) and the Job unless they exist
+    (idempotent; a Conflict means a concurrent run created it). True when this call created the Job."""
+    account, binding = evaluator_rbac(ref, cluster_role)
     namespace = ref.namespace
     try:
         if kube.get(SERVICE_ACCOUNT, namespace, account["metadata"]["name"]) is None:
@@ -102,7 +102,15 @@ def ensure_evaluation_objects(kube: Kube, ref: L.ModelRef, job: Json) -> bool:
             kube.create(ROLE_BINDING, namespace, binding)
     except Conflict:
         pass
-    if kube.get(JOB, namespace, job["metadata"]["name"]) is not None:
+    existing = kube.get(JOB, namespace, job["metadata"]["name"])
+    if existing is not None:
+        meta = existing["metadata"]
+        wanted = job["metadata"]["labels"].get(EVALUATION_LABEL)
+        if (meta.get("labels") or {}).get(EVALUATION_LABEL) != wanted and not meta.get("deletionTimestamp"):
+            # Left by a run killed between creating it and recording its evaluation's name in status: it
+            # would write a ModelEvaluation that no status names, and the rollout would wait forever.
+            # Replace it: the next reconcile creates the Job of the evaluation the status names.
+            kube.delete(JOB, namespace, meta["name"], uid=meta.get("uid"))
         return False
     try:
         kube.create(JOB, namespace, job)

@@ -31,6 +31,7 @@ from tessera_operator.rollout import (
 )
 
 from .evaluation_job import ensure_evaluation_objects, evaluation_job, observe_evaluation, pod_url
+from .live_checks import LiveEvidence, Scraper, default_scraper, live_evidence, with_baseline
 from .observe import Observed
 from .versions import VersionContext, VersionDecision, VersionEvent
 
@@ -72,14 +73,17 @@ class RolloutStrategy:
 
     def __init__(
         self, kube: Kube, ref: L.ModelRef, observed: Observed, settings: DesiredSettings, now: datetime,
-        rollout_settings: RolloutSettings | None = None,
+        rollout_settings: RolloutSettings | None = None, scraper: Scraper | None = None,
     ) -> None:
         self.kube = kube
         self.ref = ref
         self.observed = observed
         self.settings = settings
         self.now = now
-        self.rollout_settings = rollout_settings or RolloutSettings()
+        # A version's traffic drains as long as its terminating servers may finish in-flight streams.
+        self.rollout_settings = rollout_settings or RolloutSettings(drain_seconds=float(settings.drain_seconds))
+        self.scraper = scraper if scraper is not None else default_scraper
+        self.evidence = LiveEvidence(None, {})
 
     def decide(self, context: VersionContext) -> VersionDecision:
         """Run the state machine on what is observed, act on its decision, and say what to run."""
@@ -103,6 +107,8 @@ class RolloutStrategy:
         candidate_state = context.versions.get(candidate.version) if candidate else None
         ready = candidate_state is not None and candidate_state.fully_ready and candidate_state.ready_replicas >= 1
         rollout = status.rollout
+        self.evidence = live_evidence(rollout, candidate.version if candidate else None, context.stable,
+                                      self.observed.pods, self.scraper)
         return RolloutInputs(
             model=self.ref.name,
             desired=VersionRef(version=context.desired_version, revision=context.spec.source.revision),
@@ -115,7 +121,7 @@ class RolloutStrategy:
             candidate_ready=ready,
             evaluation=observe_evaluation(self.kube, self.ref.namespace, rollout.evaluation if rollout else None,
                                           self.now),
-            live=None,  # live canary figures are not scraped yet: steps move on by time (LiveCheckSkipped)
+            live=self.evidence.observation,
             manual=manual,
             conditions=tuple(status.conditions),
             settings=self.rollout_settings,
@@ -140,7 +146,7 @@ class RolloutStrategy:
             return f"evaluation {action.name} waits for ready pods of {action.candidate} and {action.baseline}"
         job = evaluation_job(self.ref, action, candidate_url, baseline_url, self.settings,
                              self.settings.cpu_node_selector)
-        if ensure_evaluation_objects(self.kube, self.ref, job):
+        if ensure_evaluation_objects(self.kube, self.ref, job, self.settings.evaluator_cluster_role):
             log.info("created evaluation Job %s/%s for %s", self.ref.namespace, job["metadata"]["name"], action.name)
         return None
 
@@ -158,8 +164,11 @@ class RolloutStrategy:
         serving = decision.serving
         deleted = [a.version for a in decision.actions if isinstance(a, DeleteVersion)]
         delete = tuple(dict.fromkeys(v for v in [*deleted, *context.versions] if v not in serving))
+        rollout = with_baseline(decision.rollout, decision.candidate.version if decision.candidate else None,
+                                decision.stable.version if decision.stable else None, self.observed.pods,
+                                self.evidence, self.scraper)
         status_fields: Json = {
-            "rollout": decision.rollout.to_api(),
+            "rollout": rollout.to_api(),
             "rejectedCandidates": [r.to_api() for r in decision.rejected],
         }
         return RolloutVersionDecision(

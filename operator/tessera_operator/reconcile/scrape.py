@@ -34,6 +34,10 @@ class PodMetrics:
     tpot_sum: float = 0.0
     tpot_count: float = 0.0
     finished: float = 0.0
+    errors: float = 0.0
+    """Requests finished in error (vllm:request_success_total{finished_reason="error"}); the canary's live check."""
+    ttft_buckets: tuple[tuple[float, float], ...] = ()
+    """TTFT histogram as (upper bound, cumulative count), finite bounds in increasing order (canary p95)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +58,17 @@ def _samples(text: str) -> Iterable[tuple[str, dict[str, str], float]]:
 def parse_pod_metrics(text: str) -> PodMetrics:
     """Sum a pod's vLLM series over their labels (one engine may serve several model names)."""
     totals: dict[str, float] = {}
-    for name, _, value in _samples(text):
+    errors = 0.0
+    ttft: dict[float, float] = {}
+    for name, labels, value in _samples(text):
         if value != value:  # NaN: a gauge never set
             continue
         totals[name] = totals.get(name, 0.0) + value
+        if name == SUCCESS + "_total" and labels.get("finished_reason") == "error":
+            errors += value
+        elif name == TTFT + "_bucket" and labels.get("le") not in (None, "+Inf"):
+            bound = float(labels["le"])
+            ttft[bound] = ttft.get(bound, 0.0) + value
     tpot = next((n for n in TPOT_NAMES if n + "_count" in totals), TPOT_NAMES[0])
     return PodMetrics(
         running=totals.get(RUNNING, 0.0),
@@ -68,6 +79,8 @@ def parse_pod_metrics(text: str) -> PodMetrics:
         tpot_sum=totals.get(tpot + "_sum", 0.0),
         tpot_count=totals.get(tpot + "_count", 0.0),
         finished=totals.get(SUCCESS + "_total", 0.0),
+        errors=errors,
+        ttft_buckets=tuple(sorted(ttft.items())),
     )
 
 

@@ -32,6 +32,8 @@ class Decision:
         self.actions: list[Action] = []
         self.requeue: float | None = None
         self.held_reason: str | None = None
+        self.progress_reason: str | None = None
+        """Overrides the Progressing condition's reason for this decision (e.g. AwaitingLiveEvidence)."""
         self.passed_this_decision = False
 
     def event(self, kind: str, reason: str, message: str) -> None:
@@ -86,6 +88,7 @@ class Decision:
             traffic=self.traffic(),
             rejected=self.rejected[-MAX_REJECTED:],
             actions=self.actions,
-            conditions=rollout_conditions(self.status, self.held_reason, self.inputs.conditions, self.now),
+            conditions=rollout_conditions(self.status, self.held_reason, self.inputs.conditions, self.now,
+                                          self.progress_reason),
             requeue_after_s=self.requeue,
         )

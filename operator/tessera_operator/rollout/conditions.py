@@ -27,14 +27,14 @@ def _condition(
 
 
 def rollout_conditions(
-    rollout: RolloutStatus, held_reason: str | None, previous: Sequence[Condition], now: str
+    rollout: RolloutStatus, held_reason: str | None, previous: Sequence[Condition], now: str,
+    progress_reason: str | None = None,
 ) -> list[Condition]:
     """Progressing: True while a rollout moves. RolloutHeld: True while it waits for a person or a spec change."""
     moving = rollout.phase in _PROGRESS_REASONS
     if moving:
-        progressing = _condition(
-            "Progressing", True, _PROGRESS_REASONS[rollout.phase], rollout.message, previous, now
-        )
+        reason = progress_reason or _PROGRESS_REASONS[rollout.phase]
+        progressing = _condition("Progressing", True, reason, rollout.message, previous, now)
     elif rollout.phase == "Held":
         progressing = _condition("Progressing", False, "RolloutHeld", rollout.message, previous, now)
     else:

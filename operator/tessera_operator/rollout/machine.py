@@ -17,8 +17,9 @@ from __future__ import annotations
 from tessera_operator.api.v1alpha1 import RolloutStatus, VersionRef
 
 from .builder import Decision
+from .canary import canary
 from .manual import apply_manual
-from .phases import canary, evaluating, promoting, rolling_back
+from .phases import evaluating, promoting, rolling_back
 from .transitions import hold, start_candidate
 from .types import DeleteVersion, RolloutDecision, RolloutInputs
 

@@ -1,16 +1,15 @@
-"""What each moving phase does on a reconcile: Evaluating, Canary, Promoting, RollingBack."""
+"""What each moving phase does on a reconcile: Evaluating, Promoting, RollingBack (Canary: canary.py)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from tessera_operator.api.v1alpha1 import CanaryStep, VersionRef
-from tessera_operator.api.v1alpha1.model import CanaryChecks
+from tessera_operator.api.v1alpha1 import VersionRef
 
 from .builder import Decision
-from .timeutil import parse_duration, parse_time, seconds_since
-from .transitions import after_pass, hold, new_attempt, promote, roll_back
-from .types import CreateEvaluation, DeleteVersion, LiveObservation
+from .timeutil import parse_time, seconds_since
+from .transitions import after_pass, hold, new_attempt, roll_back
+from .types import CreateEvaluation, DeleteVersion
 
 
 def evaluating(d: Decision) -> None:
@@ -78,78 +77,6 @@ def _retry_after_error(d: Decision, reason: str, finished: datetime | None) -> N
     d.status.message = (f"evaluation {d.status.evaluation} ended in Error ({reason}); retry {d.status.attempts} "
                         f"of {retries} in {remaining:.0f}s")  # fmt: skip
     d.wait(remaining)
-
-
-def live_failure(checks: CanaryChecks, live: LiveObservation) -> str | None:
-    """Why the live figures fail the step's checks, or None."""
-    increase = live.candidate_error_rate - live.stable_error_rate
-    if increase > checks.max_error_rate_increase:
-        return (f"error rate {live.candidate_error_rate:.2%} vs stable {live.stable_error_rate:.2%} "
-                f"(allowed increase {checks.max_error_rate_increase:.2%})")  # fmt: skip
-    if live.candidate_ttft_p95_s is not None and live.stable_ttft_p95_s:
-        ratio = live.candidate_ttft_p95_s / live.stable_ttft_p95_s
-        if ratio > checks.max_ttft_ratio:
-            return (f"p95 TTFT {live.candidate_ttft_p95_s:.3f}s is {ratio:.2f}x stable's "
-                    f"{live.stable_ttft_p95_s:.3f}s (allowed {checks.max_ttft_ratio:g}x)")  # fmt: skip
-    return None
-
-
-def canary(d: Decision) -> None:
-    assert d.candidate is not None
-    steps: list[CanaryStep] = d.inputs.policy.canary_steps if d.inputs.policy else []
-    if d.status.step >= len(steps):  # the steps were shortened under us: the remaining ones are done
-        promote(d, None)
-        return
-    step = steps[d.status.step]
-    checks = step.checks or CanaryChecks()
-    live = d.inputs.live
-    enough = live is not None and live.candidate_requests >= checks.min_requests
-    if enough and live is not None:
-        failure = live_failure(checks, live)
-        if failure is not None:
-            message = f"live check failed at canary step {d.status.step + 1} ({step.weight}%): {failure}"
-            if d.inputs.policy is not None and d.inputs.policy.auto_rollback:
-                roll_back(d, message)
-            else:
-                hold(
-                    d,
-                    "LiveCheckFailed",
-                    message + " (autoRollback is off: traffic back to stable, candidate kept)",
-                )
-            return
-    duration = parse_duration(step.duration)
-    elapsed = seconds_since(d.status.step_started, d.inputs.now)
-    if not d.inputs.candidate_ready:
-        d.status.message = f"canary step {d.status.step + 1}: candidate pods are not ready; not advancing"
-        d.wait(d.inputs.settings.poll_seconds)
-        return
-    if elapsed < duration:
-        d.status.message = (
-            f"canary step {d.status.step + 1} of {len(steps)}: {step.weight}% for {step.duration}"
-        )
-        d.wait(duration - elapsed)
-        return
-    if not enough:
-        seen = live.candidate_requests if live is not None else 0
-        patience = duration * d.inputs.settings.evidence_wait_factor
-        if elapsed < patience:
-            d.status.message = (f"canary step {d.status.step + 1}: waiting for live evidence "
-                                f"({seen} of {checks.min_requests} requests{'' if live else ', metrics unavailable'})")  # fmt: skip
-            d.wait(min(patience - elapsed, d.inputs.settings.poll_seconds))
-            return
-        d.event("Warning", "LiveCheckSkipped", f"canary step {d.status.step + 1} saw {seen} of "
-                f"{checks.min_requests} requests in {elapsed:.0f}s; moving on on the offline evaluation alone")  # fmt: skip
-    if d.status.step + 1 >= len(steps):
-        promote(d, None)
-        return
-    d.status.step += 1
-    following = steps[d.status.step]
-    d.enter(
-        "Canary",
-        f"canary step {d.status.step + 1} of {len(steps)}: {following.weight}% to {d.candidate.version}",
-    )
-    d.event("Normal", "CanaryStep", d.status.message)
-    d.wait(parse_duration(following.duration))
 
 
 def promoting(d: Decision) -> None:

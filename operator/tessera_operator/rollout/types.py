@@ -42,6 +42,7 @@ class LiveObservation:
     stable_error_rate: float
     candidate_ttft_p95_s: float | None = None
     stable_ttft_p95_s: float | None = None
+    stable_requests: int = 0
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,13 @@ class RolloutSettings:
     retry_backoff_max_seconds: float = 600.0
     """Longest wait between retries."""
     evidence_wait_factor: float = 3.0
-    """A canary step without enough live requests waits this many times its duration, then moves on
-    with a warning (a quiet model must not block its rollout forever, and a missing metric is not a failure)."""
+    """A canary step without enough live requests waits this many times its duration, then applies
+    `insufficient_evidence`."""
+    insufficient_evidence: Literal["advance", "hold"] = "advance"
+    """What a step does when it still lacks live evidence after that wait: `advance` moves on with a
+    Warning event and says so in the Progressing condition (a quiet model must not block its rollout
+    forever, and a missing metric is not a failure); `hold` stops, traffic back to stable, for a person
+    to promote, retry or abort."""
     poll_seconds: float = 30.0
     """Requeue interval while waiting for something that sends no event (a running evaluation)."""
 

@@ -169,7 +169,44 @@ SHAPES: dict[str, SyntheticShape] = {
         prompt_lognormal=(7.4, 0.7),
         output_lognormal=(3.3, 0.8),
     ),
+    # A day's swing squeezed into the hour: the load doubles and halves, with a few mild bursts.
+    "diurnal": SyntheticShape(
+        base_rate=4.0,
+        swing=0.6,
+        bursts_per_hour=4.0,
+        burst_height=(1.2, 1.5),
+        burst_seconds=(60.0, 240.0),
+    ),
+    # Level load: only Poisson noise (one burst of at most 5%), where any change of replicas is waste.
+    "flat": SyntheticShape(
+        base_rate=5.0,
+        swing=0.03,
+        bursts_per_hour=1.0,
+        burst_height=(1.0, 1.05),
+        burst_seconds=(30.0, 60.0),
+    ),
+    # Short, sharp spikes (2-3x for 15-60 s) over a mild swing: shorter than a cold start.
+    "spiky": SyntheticShape(
+        base_rate=3.5,
+        swing=0.2,
+        bursts_per_hour=20.0,
+        burst_height=(2.0, 3.0),
+        burst_seconds=(15.0, 60.0),
+    ),
 }
+
+
+def time_reversed(trace: Trace) -> Trace:
+    """The trace played backwards (the last request first): same load levels and bursts, but every
+    ramp up becomes a ramp down and the reverse, for checking a policy away from one trace's shape."""
+    end = trace.arrivals[-1] if trace.arrivals else 0.0
+    order = range(len(trace.arrivals) - 1, -1, -1)
+    return Trace(
+        arrivals=tuple(end - trace.arrivals[index] for index in order),
+        prompt_tokens=tuple(trace.prompt_tokens[index] for index in order),
+        generated_tokens=tuple(trace.generated_tokens[index] for index in order),
+        name=f"{trace.name} reversed",
+    )
 
 
 def with_warmup(trace: Trace, seconds: float) -> Trace:

@@ -36,6 +36,8 @@ def router_command(
     header_timeout: float = typer.Option(
         15.0, min=0.1, help="Seconds a client has to send a request head (and an idle keep-alive connection stays)."),
     body_timeout: float = typer.Option(60.0, min=0.1, help="Seconds a client has to send a request body; then 408."),
+    server: str = typer.Option(
+        "lean", help="HTTP front end: lean (an asyncio.Protocol server, least CPU per request) or aiohttp."),
     log_level: str = typer.Option("INFO", help="Logging level."),
 ) -> None:
     """Route OpenAI requests to every Model's pods: weighted versions, held while scaling from zero."""
@@ -49,6 +51,8 @@ def router_command(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if endpoints_from not in ("endpointslices", "pods"):
         raise typer.BadParameter("endpointslices or pods", param_hint="--endpoints-from")
+    if server not in ("lean", "aiohttp"):
+        raise typer.BadParameter("lean or aiohttp", param_hint="--server")
     if routes is not None and not routes.is_file():
         raise typer.BadParameter(f"{routes} is not a file", param_hint="--routes")
     settings = RouterSettings(
@@ -62,6 +66,7 @@ def router_command(
         host=host, port=port, routes=routes, kubeconfig=kubeconfig, in_cluster=in_cluster, namespace=namespace,
         endpoints_from="pods" if endpoints_from == "pods" else "endpointslices", api_key_namespace=api_key_namespace,
         settings=settings, scrape_interval=scrape_interval, shutdown_timeout=shutdown_timeout,
+        server="lean" if server == "lean" else "aiohttp",
     )
     try:
         import uvloop

@@ -133,13 +133,20 @@ def _s3_credentials(path: Path) -> dict[str, str]:
         data = json.loads(text)
     except json.JSONDecodeError:
         parser = configparser.ConfigParser()
-        parser.read_string(text)
-        section = parser["default"] if parser.has_section("default") else parser[parser.sections()[0]]
+        try:
+            parser.read_string(text)
+            section = parser["default"] if parser.has_section("default") else parser[parser.sections()[0]]
+        except (configparser.Error, IndexError):
+            # The parser's errors quote the offending line, which is the secret itself: never repeat it.
+            raise FetchError(f"the credentials file {path} is neither JSON ({{accessKeyId, secretAccessKey, "
+                             "sessionToken}) nor an AWS credentials file with a section") from None
         data = {
             "accessKeyId": section.get("aws_access_key_id"),
             "secretAccessKey": section.get("aws_secret_access_key"),
             "sessionToken": section.get("aws_session_token"),
         }
+    if not isinstance(data, dict):
+        raise FetchError(f"the credentials file {path} holds JSON that is not an object")
     creds = {
         "key": data.get("accessKeyId"),
         "secret": data.get("secretAccessKey"),

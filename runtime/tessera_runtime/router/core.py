@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
-from ..request_limits import BodyRefused, RequestLimits, read_body
+from ..request_limits import BodyRefused, RequestLimits
 from .auth import KeyStore
 from .balancer import BalancerSettings, EndpointPicker, prompt_prefix
 from .errors import RouterError, bad_request, unknown_model
+from .exchange import Exchange, respond_error
 from .hold import DemandMarker, HoldQueue, HoldSettings, MarkDemand
 from .metrics import RouterMetrics
 from .proxy import Forwarder, ProxySettings
@@ -75,8 +75,8 @@ class Router:
         """Whether every source has delivered its first full state."""
         return all(event.is_set() for event in self.synced)
 
-    def _pinned_version(self, route: ModelRoute, request: web.Request) -> str | None:
-        pin = request.headers.get(VERSION_HEADER)
+    def _pinned_version(self, route: ModelRoute, exchange: Exchange) -> str | None:
+        pin = exchange.headers.get(VERSION_HEADER)
         if not pin:
             return None
         version = route.resolve_version(pin)
@@ -116,19 +116,21 @@ class Router:
 
         return next_endpoint
 
-    async def handle(self, request: web.Request, model_from_body: bool = True) -> web.StreamResponse:
-        """Route one request that names a model (in its JSON body, or the `X-Tessera-Model` header)."""
+    async def handle(self, exchange: Exchange, model_from_body: bool = True) -> None:
+        """Route and answer one request that names a model (in its JSON body, or the `X-Tessera-Model`
+        header); every failure is answered in OpenAI's format and counted."""
         labels = ("", "")
         status = 500
+        headers = exchange.headers
         try:
-            key = self.keys.authenticate(request.headers)
+            key = self.keys.authenticate(headers)
             try:
-                body = await read_body(request, self.settings.limits)
+                body = await exchange.read_body()
             except BodyRefused as exc:
                 refused = "body_too_large" if exc.status == 413 else "body_timeout"
                 raise RouterError(exc.status, exc.message, cause=refused, code=exc.code, close=True) from None
             payload: dict[str, Any] = {}
-            name = request.headers.get(MODEL_HEADER)
+            name = headers.get(MODEL_HEADER)
             if model_from_body and body:
                 try:
                     parsed = json.loads(body)
@@ -150,26 +152,24 @@ class Router:
                 # case) are forwarded byte for byte.
                 payload["model"] = route.spec.served_name
                 body = json.dumps(payload).encode()
-            pinned = self._pinned_version(route, request)
+            pinned = self._pinned_version(route, exchange)
             ready = self._ready_check(pinned)
             if not ready(route):
                 await self.hold.wait(route, ready)
-            session_id = request.headers.get(SESSION_HEADER)
+            session_id = headers.get(SESSION_HEADER)
             affinity = f"session:{session_id}" if session_id else prompt_prefix(
                 payload, self.settings.balancer.prefix_chars)
             series = self.metrics.series(*labels)
-            response, cause = await self.forwarder.forward(
-                request, body, self._endpoint_chooser(route, pinned, affinity), series)
-            status = 499 if cause == "client_disconnected" else response.status
+            status, cause = await self.forwarder.forward(
+                exchange, body, self._endpoint_chooser(route, pinned, affinity), series)
             if cause is not None:
                 self.metrics.count_error(*labels, cause)
-            return response
         except RouterError as exc:
             status = exc.status
             self.metrics.count_error(*labels, exc.cause)
-            return exc.response()
+            respond_error(exchange, exc)
         except asyncio.CancelledError:
-            status = 499  # the client went away (aiohttp cancels the handler)
+            status = 499  # the client went away (the lean server cancels the request; aiohttp may)
             self.metrics.count_error(*labels, "client_disconnected")
             raise
         finally:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-from aiohttp import web
-
 
 class RouterError(Exception):
     """A failure reported to the client as `{"error": {message, type, param, code}}`.
@@ -36,21 +34,17 @@ class RouterError(Exception):
         self.close = close
         """Close the connection after answering (the request's body was left unread)."""
 
-    def response(self) -> web.Response:
-        """The aiohttp response, with `Retry-After` (whole seconds, at least 1) when set."""
-        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-        headers: dict[str, str] = {}
+    def body(self) -> bytes:
+        """The JSON body `{"error": {message, type, param, code}}`."""
+        error = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
+        return json.dumps({"error": error}).encode()
+
+    def headers(self) -> list[tuple[str, str]]:
+        """Content type, and `Retry-After` (whole seconds, at least 1) when set."""
+        headers = [("Content-Type", "application/json")]
         if self.retry_after is not None:
-            headers["Retry-After"] = str(max(1, round(self.retry_after)))
-        response = web.Response(
-            body=json.dumps(body).encode(),
-            status=self.status,
-            headers=headers,
-            content_type="application/json",
-        )
-        if self.close:
-            response.force_close()
-        return response
+            headers.append(("Retry-After", str(max(1, round(self.retry_after)))))
+        return headers
 
 
 def bad_request(message: str, *, param: str | None = None) -> RouterError:

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from aiohttp import web
-from multidict import CIMultiDict, MultiMapping
+from multidict import MultiMapping
 
 from .errors import RouterError
+from .exchange import Exchange
 from .metrics import ModelSeries
 from .table import Endpoint
 from .upstream import ConnectFailed, ResponseHead, UpstreamError, UpstreamPool, _Connection
@@ -88,14 +88,6 @@ def request_bytes(method: str, path: str, target: _Target, headers: MultiMapping
     return "".join(parts).encode("utf-8", "surrogateescape") + body
 
 
-def _response_headers(headers: list[tuple[str, str]]) -> CIMultiDict[str]:
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in headers:
-        if name.lower() not in _HOP_BY_HOP:
-            out.add(name, value)
-    return out
-
-
 class Forwarder:
     """Sends requests to endpoints over pooled keep-alive connections."""
 
@@ -114,22 +106,22 @@ class Forwarder:
 
     async def forward(
         self,
-        request: web.Request,
+        exchange: Exchange,
         body: bytes,
         next_endpoint: NextEndpoint,
         series: ModelSeries,
-    ) -> tuple[web.StreamResponse, str | None]:
-        """Proxy `request`; returns the response and, when it failed, the error cause to count."""
+    ) -> tuple[int, str | None]:
+        """Proxy the request; returns the status answered and, when it failed, the error cause to count."""
         tried: set[str] = set()
-        method = request.method
-        path = request.rel_url.raw_path_qs
+        method = exchange.method
+        path = exchange.path
         for _attempt in range(max(1, self.settings.connect_attempts)):
             endpoint = next_endpoint(tried)
             if endpoint is None:
                 break
             tried.add(endpoint.url)
             target = self._target(endpoint.url)
-            payload = request_bytes(method, path, target, request.headers, body, self.settings.strip_authorization)
+            payload = request_bytes(method, path, target, exchange.headers, body, self.settings.strip_authorization)
             endpoint.outstanding += 1
             series.inflight.inc()
             try:
@@ -144,7 +136,7 @@ class Forwarder:
                 except UpstreamError as exc:
                     raise RouterError(502, "The model server failed before answering.", cause="upstream_error",
                                       type_="server_error", code="upstream_error") from exc
-                return await self._relay(request, target, connection, head, sent, series)
+                return await self._relay(exchange, target, connection, head, sent, series)
             finally:
                 endpoint.outstanding -= 1
                 series.inflight.dec()
@@ -156,10 +148,10 @@ class Forwarder:
         )
 
     async def _relay(
-        self, request: web.Request, target: _Target, connection: _Connection, head: ResponseHead, sent: float,
+        self, exchange: Exchange, target: _Target, connection: _Connection, head: ResponseHead, sent: float,
         series: ModelSeries,
-    ) -> tuple[web.StreamResponse, str | None]:
-        headers = _response_headers(head.headers)
+    ) -> tuple[int, str | None]:
+        headers = head.end_to_end
         streaming = head.content_type == "text/event-stream"
         cause = "upstream_status" if head.status >= 500 else None
         key = (target.host, target.port)
@@ -175,19 +167,18 @@ class Forwarder:
                 raise
             series.ttft.observe(time.perf_counter() - sent)
             self.pool.release(key, connection)
-            return web.Response(body=data, status=head.status, reason=head.reason, headers=headers), cause
-        response = web.StreamResponse(status=head.status, reason=head.reason, headers=headers)
-        if head.content_length is not None:
-            response.content_length = head.content_length  # a large sized body keeps its length
+            exchange.respond(head.status, data, headers, head.reason)
+            return head.status, cause
         finished = False
         try:
-            await response.prepare(request)
+            # A large sized body keeps its length; SSE and other unsized bodies go out chunked.
+            await exchange.start_stream(head.status, headers, head.reason, head.content_length)
             first = True
             while (chunk := await connection.read_chunk()) is not None:
                 if first:
                     series.ttft.observe(time.perf_counter() - sent)
                     first = False
-                await response.write(chunk)
+                await exchange.write(chunk)
             finished = True
         except UpstreamError:
             # The pod went away mid-answer; the status is already sent, so say it in the stream.
@@ -196,17 +187,17 @@ class Forwarder:
                 error = {"error": {"message": "The model server broke off the stream.", "type": "server_error",
                                    "param": None, "code": "upstream_error"}}
                 with contextlib.suppress(ConnectionError):
-                    await response.write(b"data: " + json.dumps(error).encode() + b"\n\n")
+                    await exchange.write(b"data: " + json.dumps(error).encode() + b"\n\n")
         except ConnectionError:
             # The client left: drop the upstream connection so the pod stops generating.
-            return response, "client_disconnected"
+            return 499, "client_disconnected"
         finally:
             if finished:
                 self.pool.release(key, connection)
             else:
                 connection.abort()
         try:
-            await response.write_eof()
+            await exchange.end_stream()
         except ConnectionError:
-            return response, "client_disconnected"
-        return response, cause
+            return 499, "client_disconnected"
+        return head.status, cause

@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -17,8 +18,50 @@ from .app import build_runner
 from .core import Router, RouterSettings
 from .file_source import FileSource
 from .scraper import LoadScraper
+from .server import LeanServer
 
 log = logging.getLogger(__name__)
+
+FrontEnd = Literal["lean", "aiohttp"]
+FRONT_ENDS: tuple[FrontEnd, ...] = ("lean", "aiohttp")
+
+
+@dataclass
+class RunningFrontEnd:
+    """A listening front end: its port, and how to stop it (draining in-flight requests)."""
+
+    port: int
+    stop: Callable[[], Awaitable[None]]
+
+
+async def start_front_end(router: Router, kind: FrontEnd, host: str, port: int, shutdown_timeout: float,
+                          backlog: int = 1024) -> RunningFrontEnd:
+    """Start `router` (its scraper session) and serve it with the lean server or aiohttp."""
+    if kind == "lean":
+        await router.start()
+        server = LeanServer(router)
+        try:
+            await server.start(host, port, backlog)
+        except BaseException:
+            await router.close()
+            raise
+
+        async def stop_lean() -> None:
+            try:
+                await server.shutdown(shutdown_timeout)
+            finally:
+                await router.close()
+
+        return RunningFrontEnd(server.port, stop_lean)
+    runner = build_runner(router, shutdown_timeout)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=backlog, reuse_address=True)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return RunningFrontEnd(int(runner.addresses[0][1]), runner.cleanup)
 
 
 @dataclass
@@ -37,6 +80,8 @@ class RouterOptions:
     scrape_interval: float = 2.0
     reload_interval: float = 1.0
     shutdown_timeout: float = 60.0
+    server: FrontEnd = "lean"
+    """The HTTP front end: the lean asyncio.Protocol server, or aiohttp.web."""
 
 
 def _tune_gc() -> None:
@@ -67,8 +112,7 @@ async def serve(options: RouterOptions, started: asyncio.Event | None = None) ->
         router.marker.mark = kube.mark_demand
         router.synced.append(kube.synced)
 
-    runner = build_runner(router, options.shutdown_timeout)
-    await runner.setup()
+    front_end = await start_front_end(router, options.server, options.host, options.port, options.shutdown_timeout)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -81,10 +125,8 @@ async def serve(options: RouterOptions, started: asyncio.Event | None = None) ->
     assert router.session is not None
     scraper = LoadScraper(router.table, router.session, options.scrape_interval)
     scraper.start()
-    site = web.TCPSite(runner, options.host, options.port, backlog=1024, reuse_address=True)
-    await site.start()
     _tune_gc()
-    log.info("router listening on %s:%d", options.host, options.port)
+    log.info("router listening on %s:%d (%s front end)", options.host, front_end.port, options.server)
     if started is not None:
         started.set()
     try:
@@ -96,4 +138,4 @@ async def serve(options: RouterOptions, started: asyncio.Event | None = None) ->
             await file_source.stop()
         if kube is not None:
             kube.stop()
-        await runner.cleanup()
+        await front_end.stop()

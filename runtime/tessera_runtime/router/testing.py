@@ -22,10 +22,10 @@ from typing import Any
 
 from aiohttp import web
 
-from .app import build_runner
 from .core import Router, RouterSettings
 from .file_source import apply_routes, parse_routes
 from .hold import MarkDemand
+from .run import FrontEnd, start_front_end
 
 
 class FakeUpstream:
@@ -156,16 +156,14 @@ def router_from_routes(document: Any, settings: RouterSettings | None = None,
 
 
 @asynccontextmanager
-async def serve_router(router: Router, *, shutdown_timeout: float = 5.0) -> AsyncIterator[str]:
-    """Serve `router` on a free loopback port for the duration; yields its base URL."""
-    runner = build_runner(router, shutdown_timeout)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+async def serve_router(router: Router, *, server: FrontEnd = "lean", shutdown_timeout: float = 5.0
+                       ) -> AsyncIterator[str]:
+    """Serve `router` with the given front end on a free loopback port for the duration; yields its base URL."""
+    front_end = await start_front_end(router, server, "127.0.0.1", 0, shutdown_timeout)
     try:
-        yield bound_url(runner)
+        yield f"http://127.0.0.1:{front_end.port}"
     finally:
-        await runner.cleanup()
+        await front_end.stop()
 
 
 @dataclass

@@ -19,6 +19,11 @@ import time
 from dataclasses import dataclass
 from typing import cast
 
+# Headers that describe one connection, not the message (RFC 9110 7.6.1): never relayed to clients.
+HOP_BY_HOP_RESPONSE = frozenset((
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "transfer-encoding", "upgrade", "content-length",
+))  # fmt: skip
 _HIGH_WATER = 256 * 1024  # buffered body bytes above which the pod's socket stops being read
 _MAX_HEAD = 64 * 1024
 
@@ -48,6 +53,8 @@ class ResponseHead:
     headers: list[tuple[str, str]]
     content_length: int | None
     content_type: str
+    end_to_end: list[tuple[str, str]]
+    """`headers` without the hop-by-hop ones: what a proxy passes on."""
 
 
 class _Connection(asyncio.Protocol):
@@ -145,6 +152,7 @@ class _Connection(asyncio.Protocol):
                 continue  # interim response (100 Continue): the real one follows
             break
         headers: list[tuple[str, str]] = []
+        end_to_end: list[tuple[str, str]] = []
         length: int | None = None
         chunked = False
         content_type = ""
@@ -153,15 +161,17 @@ class _Connection(asyncio.Protocol):
             name, _, value = line.partition(":")
             value = value.strip()
             lower = name.lower()
-            if lower == "content-length":
+            headers.append((name, value))
+            if lower not in HOP_BY_HOP_RESPONSE:
+                end_to_end.append((name, value))
+                if lower == "content-type":
+                    content_type = value.split(";")[0].strip().lower()
+            elif lower == "content-length":
                 length = int(value)
             elif lower == "transfer-encoding":
                 chunked = "chunked" in value.lower()
             elif lower == "connection":
                 keep_alive = "close" not in value.lower() and (keep_alive or "keep-alive" in value.lower())
-            elif lower == "content-type":
-                content_type = value.split(";")[0].strip().lower()
-            headers.append((name, value))
         self._keep_alive = keep_alive
         if self._no_body or status in (204, 304):
             self._mode, length = "length", 0
@@ -173,7 +183,7 @@ class _Connection(asyncio.Protocol):
         else:
             self._mode, self._keep_alive = "close", False
         self._remaining = length or 0
-        self._head.set_result(ResponseHead(status, reason, headers, length, content_type))
+        self._head.set_result(ResponseHead(status, reason, headers, length, content_type, end_to_end))
         if self._mode == "length" and self._remaining == 0:
             self._finish()
 

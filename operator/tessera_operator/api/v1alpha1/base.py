@@ -22,6 +22,10 @@ DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 # DNS-1123 subdomain / label names used for object references.
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# Label (and taint) keys: an optional DNS-subdomain prefix and a name; label values. Empty allowed.
+QUALIFIED_NAME_PATTERN = (r"^(([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                          r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 
 
 def cel(rule: str, message: str, *, field_path: str | None = None, reason: str | None = None) -> dict[str, str]:
@@ -76,16 +80,31 @@ class ConfigMapKeyRef(ApiObject):
 class Toleration(ApiObject):
     """A Kubernetes toleration, copied onto the model's pods."""
 
-    key: str | None = Field(default=None, max_length=316)
+    key: str | None = Field(default=None, max_length=316, pattern=QUALIFIED_NAME_PATTERN)
     """Taint key the toleration applies to; empty matches all keys (with operator Exists)."""
     operator: Literal["Exists", "Equal"] | None = None
     """Exists or Equal (default Equal)."""
-    value: str | None = Field(default=None, max_length=63)
+    value: str | None = Field(default=None, max_length=63, pattern=LABEL_VALUE_PATTERN)
     """Taint value to match with operator Equal."""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
     """Taint effect to match; empty matches all effects."""
     toleration_seconds: int | None = Field(default=None, ge=0)
     """For NoExecute: how long the pod stays bound after the taint appears."""
+
+    # The pod validation rules of a toleration, so a bad one is refused here, naming the field,
+    # instead of making the operator's Deployment fail.
+    model_config = ConfigDict(
+        json_schema_extra=k8s_extra(
+            x_kubernetes_validations=[
+                cel("(has(self.key) && self.key != '') || (has(self.operator) && self.operator == 'Exists')",
+                    "operator must be Exists when key is empty (a toleration of every taint)", field_path=".operator"),
+                cel("!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''",
+                    "value must be empty when operator is Exists", field_path=".value"),
+                cel("!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+                    "tolerationSeconds applies to the NoExecute effect only", field_path=".tolerationSeconds"),
+            ]
+        ),
+    )
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -36,7 +36,8 @@ class CounterfactualAttribute(ApiObject):
 
     name: str = Field(max_length=64)
     """Name of the attribute (for example gender or origin)."""
-    groups: dict[str, list[str]] = Field(max_length=16)
+    groups: dict[str, Annotated[list[Annotated[str, Field(max_length=1024)]], Field(max_length=64)]] = Field(
+        max_length=16)
     """Group name to the values (names, pronouns, ...) that stand for it."""
     refusal_patterns: list[str] = Field(default_factory=list, max_length=32, json_schema_extra=_SHORT)
     """Regular expressions that mark an answer as a refusal."""

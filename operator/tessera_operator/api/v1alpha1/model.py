@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -11,6 +11,7 @@ from .base import (
     CONDITIONS_EXTRA,
     DNS_SUBDOMAIN_PATTERN,
     DURATION_PATTERN,
+    LABEL_VALUE_PATTERN,
     ApiObject,
     Condition,
     SecretKeyRef,
@@ -139,7 +140,11 @@ class EngineSpec(ApiObject):
         },
     )
     """Extra engine arguments, passed through (flags Tessera sets itself are refused)."""
-    env: dict[str, str] = Field(default_factory=dict, max_length=64)
+    env: dict[str, Annotated[str, Field(max_length=32768)]] = Field(
+        default_factory=dict, max_length=64,
+        json_schema_extra=k8s_extra(x_kubernetes_validations=[
+            cel("self.all(k, size(k) <= 256)", "environment variable names are at most 256 characters")]),
+    )
     """Extra environment variables for the engine container."""
 
 
@@ -172,7 +177,11 @@ class Placement(ApiObject):
     """KV-cache dtype; auto uses the model dtype."""
     gpu_memory_utilization: float | None = Field(default=None, gt=0.0, le=0.99)
     """Fraction of each GPU's memory the engine may use (vLLM's --gpu-memory-utilization)."""
-    node_selector: dict[str, str] = Field(default_factory=dict, max_length=32)
+    node_selector: dict[str, Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]] = Field(
+        default_factory=dict, max_length=32,
+        json_schema_extra=k8s_extra(x_kubernetes_validations=[
+            cel("self.all(k, size(k) <= 317)", "node selector keys are label keys: at most 317 characters")]),
+    )
     """Extra node selector for the model's pods."""
     tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
     """Extra tolerations for the model's pods."""
@@ -381,6 +390,32 @@ class TrafficWeight(ApiObject):
     """Percent of requests."""
 
 
+class LiveCounters(ApiObject):
+    """Running totals one serving pod reported on its /metrics (vLLM names), kept as a canary step's baseline."""
+
+    requests: float = Field(default=0, ge=0)
+    """Requests the engine finished (vllm:request_success_total, every finished_reason)."""
+    errors: float = Field(default=0, ge=0)
+    """Of those, the ones that finished in error (finished_reason="error")."""
+    ttft_buckets: list[float] = Field(default_factory=list, max_length=64)
+    """Cumulative counts of vllm:time_to_first_token_seconds, one per bound in the baseline's ttftBounds."""
+    ttft_count: float = Field(default=0, ge=0)
+    """Observations of that histogram (its +Inf bucket)."""
+
+
+class LiveBaseline(ApiObject):
+    """The serving pods' counters when a canary step began: live checks judge what happened since."""
+
+    step: int = Field(default=0, ge=0)
+    """The canary step this baseline belongs to."""
+    step_started: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    """stepStarted of that step (a new step, or the same step started again, takes a new baseline)."""
+    ttft_bounds: list[float] = Field(default_factory=list, max_length=64)
+    """Upper bounds (seconds) of the time-to-first-token buckets, +Inf left out."""
+    pods: dict[str, LiveCounters] = Field(default_factory=dict, max_length=128)
+    """Pod name -> its counters at the start of the step (candidate and stable pods)."""
+
+
 class RolloutStatus(ApiObject):
     """Where a rollout stands."""
 
@@ -398,6 +433,8 @@ class RolloutStatus(ApiObject):
     """What is happening and why."""
     requested_by: str | None = Field(default=None, max_length=256)
     """Who asked for the last manual action (promote, abort, retry)."""
+    live_baseline: LiveBaseline | None = None
+    """The serving pods' counters at the start of the current canary step (live checks use the difference)."""
 
 
 class RejectedCandidate(ApiObject):
