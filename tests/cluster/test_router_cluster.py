@@ -132,6 +132,12 @@ def test_held_requests_go_through_once_a_pod_is_ready_and_a_full_queue_gets_429(
 
     async def scenario() -> None:
         async with aiohttp.ClientSession() as session:
+            # The router learns the Model by watch a moment after it is created; before that, 404.
+            for _ in range(100):
+                async with session.get(router_url + "/v1/models") as response:
+                    if "cold-llm" in [m["id"] for m in (await response.json())["data"]]:
+                        break
+                await asyncio.sleep(0.2)
             held = [asyncio.ensure_future(post(session, router_url, {"model": "cold-llm", "prompt": "hi"}))
                     for _ in range(2)]
             await asyncio.to_thread(wait_until, "two held requests",
@@ -140,8 +146,12 @@ def test_held_requests_go_through_once_a_pod_is_ready_and_a_full_queue_gets_429(
             assert_openai_error(status, payload, 429, "hold_queue_full")
             assert headers["Retry-After"] == "3"
             # The router told the operator at once (an annotation on the Model, not a write per request).
-            annotations = (await asyncio.to_thread(get_model, kube_api, namespace, "cold"))["metadata"]["annotations"]
-            assert annotations.get("tessera.dev/demand-at")
+            # (The patch is sent in the background: wait for it, do not race it.)
+            def demand_marked() -> bool:
+                annotations = get_model(kube_api, namespace, "cold")["metadata"].get("annotations") or {}
+                return bool(annotations.get("tessera.dev/demand-at"))
+
+            await asyncio.to_thread(wait_until, "the demand annotation", demand_marked, 20)
             assert not any(task.done() for task in held)
             # "Scale from zero": a pod starts; once it is Ready, the held requests go through (no 503).
             await asyncio.to_thread(create_pods, kube_api, namespace, [fake_pod("cold-0", "cold", version)])

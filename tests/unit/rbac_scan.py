@@ -20,8 +20,17 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+
+def parse_file(path: Path) -> ast.Module:
+    """`ast.parse` of a file, in a fresh thread. CPython 3.11 before 3.11.8 can fail the parse with
+    "AST constructor recursion depth mismatch" when an earlier test (hypothesis does) changed the
+    recursion limit; a new thread starts with consistent recursion counters."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(ast.parse, path.read_text()).result()
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATOR = ROOT / "operator" / "tessera_operator"
@@ -84,7 +93,7 @@ def resource_constants(path: Path = OPERATOR / "k8s" / "resources.py") -> tuple[
     """`NAME = Resource("apps/v1", "Deployment", "deployments")` and `NAMES = (A, B)` of resources.py."""
     resources: dict[str, ResourceConstant] = {}
     groups: dict[str, tuple[str, ...]] = {}
-    for node in ast.parse(path.read_text()).body:
+    for node in parse_file(path).body:
         target, value = None, None
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             target, value = node.targets[0].id, node.value
@@ -104,7 +113,7 @@ def _module_constants(paths: Iterable[Path]) -> dict[str, ast.expr]:
     """Module-level `NAME = <expression>` assignments by name, across modules."""
     constants: dict[str, ast.expr] = {}
     for path in paths:
-        for node in ast.parse(path.read_text()).body:
+        for node in parse_file(path).body:
             if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
                 constants[node.targets[0].id] = node.value
             elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Tuple) \
@@ -223,7 +232,7 @@ def scan_operator() -> ScanResult:
     files = list(_python_files(OPERATOR, NOT_IN_OPERATOR_POD))
     constants = _module_constants([*files, OPERATOR / "api" / "v1alpha1" / "base.py"])
     for path in files:
-        _OperatorVisitor(path, result, resources, groups, constants).visit(ast.parse(path.read_text()))
+        _OperatorVisitor(path, result, resources, groups, constants).visit(parse_file(path))
     return result
 
 
@@ -279,7 +288,7 @@ def scan_typed_client(root: Path) -> ScanResult:
     files = list(_python_files(root))
     constants = _module_constants(files)
     for path in files:
-        tree = ast.parse(path.read_text())
+        tree = parse_file(path)
         parents = {child: parent for parent in ast.walk(tree) for child in ast.iter_child_nodes(parent)}
         watches = any(isinstance(n, ast.keyword) and n.arg == "watch" and isinstance(n.value, ast.Constant)
                       and n.value.value is True for n in ast.walk(tree))
