@@ -36,25 +36,14 @@ from operator_helpers import (  # noqa: F401 (the *_fixture names register fixtu
     wait_condition,
     wait_until,
 )
+from test_rollout_cluster import CLUSTER_ROLE, EVALUATOR_ROLE, SUITE_RESOURCE  # the same evaluator set-up
 
 from tessera_operator.k8s import Conflict, Kube
-from tessera_operator.k8s.resources import DEPLOYMENT, EVENT, MODEL, MODEL_EVALUATION, POD, Resource
+from tessera_operator.k8s.resources import DEPLOYMENT, EVENT, MODEL, MODEL_EVALUATION, POD
 from tessera_runtime.eval.damage import make_damaged_copy
 
 pytestmark = [pytest.mark.cluster, pytest.mark.model, pytest.mark.slow, pytest.mark.timeout(900)]
 Json = dict[str, Any]
-CLUSTER_ROLE = Resource("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", namespaced=False)
-SUITE_RESOURCE = Resource("tessera.dev/v1alpha1", "EvaluationSuite", "evaluationsuites")
-# The chart's evaluator ClusterRole (charts/tessera/templates/evaluator-rbac.yaml), for a cluster without the chart.
-EVALUATOR_ROLE: Json = {
-    "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "tessera-evaluator"},
-    "rules": [
-        {"apiGroups": ["tessera.dev"], "resources": ["evaluationsuites", "models"], "verbs": ["get"]},
-        {"apiGroups": ["tessera.dev"], "resources": ["modelevaluations"], "verbs": ["get", "create"]},
-        {"apiGroups": ["tessera.dev"], "resources": ["modelevaluations/status"], "verbs": ["update"]},
-        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]},
-    ],
-}
 PROSE = [
     "The river runs slowly through the old town, past the market and under the stone bridge.",
     "Every morning the baker opens his shop before sunrise and sells warm bread to the neighbours.",
