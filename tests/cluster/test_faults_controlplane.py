@@ -69,6 +69,9 @@ def _node_of(kube: Kube, namespace: str, name: str) -> str:
     return str(pod["spec"]["nodeName"])
 
 
+# In `make test-long` until its flake is understood: it failed once in two CI rehearsals (passed alone and in the
+# other), most likely a status refresh skipped while the operator's workers were busy.
+@pytest.mark.long
 def test_pods_of_a_not_ready_gpu_node_move_when_there_is_room_else_the_model_is_unschedulable(
     kube: Kube, namespace: str, operator: OperatorProcess
 ) -> None:
