@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import re
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -17,6 +16,8 @@ from typing import Any, cast
 import yaml
 from cluster_helpers import POD_IP_ENV, container, local_pod_spec, pod_manifest, wait_until
 from kubernetes import client as k8s
+
+from tessera_operator.devcluster.processes import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP, VERSION, PLURAL = "tessera.dev", "v1alpha1", "models"
@@ -84,12 +85,6 @@ def create_pods(kube_api: k8s.ApiClient, namespace: str, pods: list[Json], timeo
         wait_until(f"pod {name} to be Ready", functools.partial(ready, name), timeout)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
@@ -100,13 +95,14 @@ def _answers(url: str) -> bool:
 
 @contextmanager
 def router_process(kubeconfig: Path, namespace: str, log: Path, *extra: str) -> Iterator[str]:
-    """`tessera-runtime router` watching `namespace` (pods as endpoints), ready; yields its base URL."""
+    """`tessera-runtime router` watching `namespace` (pods as endpoints), ready; yields its base URL.
+    `extra`: more router options (hold queue, API keys, scraping)."""
     port = free_port()
     executable = Path(sys.executable).parent / "tessera-runtime"
     with log.open("ab") as out:
         process = subprocess.Popen(
             [str(executable), "router", "--host", "127.0.0.1", "--port", str(port), "--kubeconfig", str(kubeconfig),
-             "--namespace", namespace, "--endpoints-from", "pods", "--scrape-interval", "0", *extra],
+             "--namespace", namespace, "--endpoints-from", "pods", *extra],
             stdout=out, stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import socket
-import subprocess
-import sys
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -28,6 +25,7 @@ from operator_helpers import (  # noqa: F401 (the *_fixture names register fixtu
     wait_condition,
     wait_until,
 )
+from router_cluster_helpers import router_process
 
 from tessera_operator.k8s import Kube
 from tessera_operator.k8s.resources import EVENT, MODEL
@@ -76,43 +74,11 @@ def scaled_messages(kube: Kube, namespace: str) -> list[str]:
     return [str(e.get("message", "")) for e in kube.list(EVENT, namespace) if e.get("reason") == "Scaled"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(name="router_url")
 def router_fixture(kubeconfig_path: Path, namespace: str, tmp_path: Path) -> Iterator[str]:
     """`tessera-runtime router` watching the test's namespace, on a free loopback port."""
-    port = free_port()
-    log = tmp_path / "router.log"
-    executable = Path(sys.executable).parent / "tessera-runtime"
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [str(executable), "router", "--host", "127.0.0.1", "--port", str(port), "--kubeconfig",
-             str(kubeconfig_path), "--namespace", namespace, "--endpoints-from", "pods", "--hold-timeout", "300"],
-            stdout=out, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    try:
-        wait_until("the router to answer /health", healthy, timeout=30)
+    with router_process(kubeconfig_path, namespace, tmp_path / "router.log", "--hold-timeout", "300") as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        sys.stderr.write("\n--- router log ---\n" + log.read_text(errors="replace")[-4000:])
 
 
 def test_load_scales_up_idleness_scales_to_zero_and_a_held_request_brings_it_back(

@@ -30,7 +30,7 @@ HEADERS = {"Content-Type": "application/json"}
 def router_fixture(kubeconfig_path: Path, namespace: str, tmp_path: Path, tessera_crds: None) -> Iterator[str]:
     """The router with a small hold queue (2 per Model) and a short Retry-After."""
     with router_process(kubeconfig_path, namespace, tmp_path / "router.log",
-                        "--hold-queue", "2", "--hold-timeout", "120", "--retry-after", "3") as url:
+                        "--scrape-interval", "0", "--hold-queue", "2", "--hold-timeout", "120", "--retry-after", "3") as url:
         yield url
 
 

@@ -46,7 +46,7 @@ def client_fixture(kubeconfig_path: Path, namespace: str, tmp_path: Path, kube_a
     )
     server["args"] = server.pop("command")  # the image's entrypoint is `tessera-runtime`
     create_pods(kube_api, namespace, [serving_pod("smollm2-0", "smollm2", VERSION, server, grace=10)], timeout=300)
-    with router_process(kubeconfig_path, namespace, tmp_path / "router.log") as url:
+    with router_process(kubeconfig_path, namespace, tmp_path / "router.log", "--scrape-interval", "0") as url:
         client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=120)
         yield client
         client.close()

@@ -16,9 +16,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import socket
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -36,8 +33,10 @@ from operator_helpers import (  # noqa: F401 (the *_fixture names register fixtu
     tessera_crds_fixture,
     wait_until,
 )
+from router_cluster_helpers import router_process
 
 from tessera_operator.devcluster.cluster import DevCluster
+from tessera_operator.devcluster.processes import free_port
 from tessera_operator.k8s import Kube, KubeError, load_api_client
 from tessera_operator.k8s.resources import (
     DEPLOYMENT,
@@ -55,12 +54,6 @@ SECRET = Resource("v1", "Secret", "secrets")
 CONFIG_MAP = Resource("v1", "ConfigMap", "configmaps")
 SETTLE_SECONDS = 300  # the CPU Model loads the real model on a shared machine
 SERVED_NAME = "smollm2-135m-instruct"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def token(prefix: str) -> str:
@@ -150,27 +143,10 @@ def metered_operator_fixture(dev_cluster: DevCluster, namespace: str, tmp_path: 
 @pytest.fixture(name="router")
 def router_fixture(dev_cluster: DevCluster, namespace: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """`tessera-runtime router` requiring API keys, watching the test's namespace; (URL, its log)."""
-    port, log = free_port(), tmp_path / "router.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "tessera-runtime"), "router", "--host", "127.0.0.1", "--port", str(port),
-             "--kubeconfig", str(dev_cluster.kubeconfig), "--namespace", namespace, "--endpoints-from", "pods",
-             "--api-keys", "--hold-timeout", "20", "--log-level", "DEBUG"],
-            stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until("the router to answer", lambda: _answers(f"{url}/metrics"), timeout=60)
+    log = tmp_path / "router.log"
+    with router_process(dev_cluster.kubeconfig, namespace, log,
+                        "--api-keys", "--hold-timeout", "20", "--log-level", "DEBUG") as url:
         yield url, log
-    finally:
-        process.terminate()
-        process.wait(30)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return http_text(url)[0] == 200
-    except OSError:
-        return False
 
 
 def test_no_secret_value_in_status_events_logs_or_metrics(

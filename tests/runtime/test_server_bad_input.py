@@ -12,7 +12,6 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import aiohttp
 import pytest
@@ -20,7 +19,7 @@ from aiohttp import web
 
 from tessera_runtime.metrics import EngineMetrics
 from tessera_runtime.request_limits import RequestLimits
-from tessera_runtime.router.testing import RawAnswer, bound_url, post_head, raw_request
+from tessera_runtime.router.testing import assert_openai_error, bound_url, post_head, raw_request
 from tessera_runtime.server.app import create_app
 from tessera_runtime.server.state import ServerState
 
@@ -41,16 +40,6 @@ async def server() -> AsyncIterator[str]:
         yield bound_url(runner)
     finally:
         await runner.cleanup()
-
-
-def assert_openai_error(answer: RawAnswer, status: int, code: str | None = None) -> dict[str, Any]:
-    assert answer.status == status, answer
-    assert answer.headers["content-type"].startswith("application/json")
-    error = answer.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"} and error["message"]
-    if code is not None:
-        assert error["code"] == code, error
-    return dict(error)
 
 
 async def others_served(url: str, count: int) -> list[int]:

@@ -17,7 +17,7 @@ from tessera_runtime.router.core import RouterSettings
 from tessera_runtime.router.run import FRONT_ENDS, FrontEnd
 from tessera_runtime.router.testing import (
     FakeUpstream,
-    RawAnswer,
+    assert_openai_error,
     post_head,
     raw_request,
     router_from_routes,
@@ -46,16 +46,6 @@ async def router_and_pod(front_end: FrontEnd) -> AsyncIterator[tuple[str, FakeUp
             yield url, pod, router
     finally:
         await pod.stop()
-
-
-def assert_openai_error(answer: RawAnswer, status: int, code: str | None = None) -> dict[str, Any]:
-    assert answer.status == status, answer
-    assert answer.headers["content-type"].startswith("application/json")
-    error = answer.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"} and error["message"]
-    if code is not None:
-        assert error["code"] == code, error
-    return dict(error)
 
 
 def run(scenario: Callable[[], Awaitable[None]]) -> None:

@@ -182,6 +182,17 @@ class RawAnswer:
         return json.loads(self.body)
 
 
+def assert_openai_error(answer: RawAnswer, status: int, code: str | None = None) -> dict[str, Any]:
+    """Check that `answer` is an OpenAI-format JSON error with this status (and code); return the error."""
+    assert answer.status == status, answer
+    assert answer.headers["content-type"].startswith("application/json")
+    error = answer.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"]
+    if code is not None:
+        assert error["code"] == code, error
+    return dict(error)
+
+
 def _split_url(url: str) -> tuple[str, int]:
     host, _, port = url.removeprefix("http://").rstrip("/").partition(":")
     return host, int(port or 80)
