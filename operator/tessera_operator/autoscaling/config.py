@@ -56,8 +56,11 @@ class PolicyConfig:
     #: A burst (the fast window's mean) moves the plan at once when it exceeds the replicas there are by
     #: more than this fraction; smaller bursts are absorbed by the headroom the TPOT target leaves.
     burst_tolerance: float = 0.15
-    #: Scale down only to a fleet that keeps this much headroom over the plan (hysteresis).
-    scale_down_headroom: float = 0.2
+    #: Scale down only to a fleet that keeps at least this much headroom over the plan (hysteresis).
+    scale_down_headroom: float = 0.1
+    #: A plan above the replicas there are by no more than this fraction does not scale up, unless pods
+    #: saturate or a burst overloads them (a tolerance band, as an HPA's).
+    scale_up_tolerance: float = 0.1
     #: Scale up to the plan with this much headroom on top, so that a load still rising does not need
     #: another change a minute later.
     scale_up_headroom: float = 0.0
@@ -68,6 +71,17 @@ class PolicyConfig:
     cost_half_life_seconds: float = 120.0
     #: Backlog (held and waiting requests) is planned to drain within this many seconds.
     backlog_drain_seconds: float = 30.0
+    #: Headroom that follows the load (see `variability`): the rises of the request rate within one
+    #: reaction time, recorded every `rise_every_seconds` over the last `variability_window_seconds`. A
+    #: scale-down keeps room for their `rise_quantile` (1: the largest), with engine steps allowed to
+    #: reach `peak_tpot_fraction` of the TPOT SLO while the rise lasts.
+    variability_window_seconds: float = 1800.0
+    rise_every_seconds: float = 30.0
+    rise_quantile: float = 1.0
+    peak_tpot_fraction: float = 0.5
+    #: The rise assumed until `variability_min_rises` have been recorded.
+    default_rise: float = 1.2
+    variability_min_rises: int = 10
 
     def __post_init__(self) -> None:
         if self.min_replicas < 0 or self.max_replicas < max(1, self.min_replicas):
@@ -80,5 +94,7 @@ class PolicyConfig:
             raise ValueError("queuePerReplica cannot be negative")
         if self.concurrency_per_replica is not None and self.concurrency_per_replica <= 0:
             raise ValueError("concurrencyPerReplica must be positive")
+        if not 0 < self.peak_tpot_fraction < 1 or not 0 < self.rise_quantile <= 1:
+            raise ValueError("peakTpotFraction and riseQuantile are fractions between 0 and 1")
         if self.interval_seconds <= 0 or self.cold_start_seconds < 0:
             raise ValueError("the interval must be positive and the cold start not negative")

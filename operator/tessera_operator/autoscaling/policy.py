@@ -8,7 +8,9 @@ In plain words, each call:
    the way, so a fleet that is loading is never scaled up again for the same demand;
 4. scales up as soon as the plan exceeds the replicas there are (ready and loading), to the plan;
 5. scales down only when every plan of the stabilization window, with its headroom, wanted fewer
-   replicas and the last change is that old, to the largest of them: no flapping.
+   replicas and the last change is that old, to the largest of them: no flapping. The headroom follows
+   the load (see `variability`): room for the largest rise of the request rate within one reaction time
+   seen lately, so a bursty load is not scaled down into its next burst.
 """
 
 from __future__ import annotations
@@ -20,6 +22,12 @@ from tessera_operator.autoscaling.demand import LoadEstimate, estimate_load, uti
 from tessera_operator.autoscaling.forecast import Forecast, forecast
 from tessera_operator.autoscaling.observation import Decision, Observation
 from tessera_operator.autoscaling.state import DemandSample, PolicyState
+from tessera_operator.autoscaling.variability import (
+    history_seconds,
+    record_rise,
+    rise_factor,
+    scale_down_factor,
+)
 
 
 def _is_active(observation: Observation) -> bool:
@@ -37,6 +45,13 @@ def _clamp(replicas: int, config: PolicyConfig) -> int:
 
 def _ceil(value: float) -> int:
     return math.ceil(value - 1e-6)
+
+
+def _peak_utilisation(load: LoadEstimate, config: PolicyConfig) -> float:
+    """The utilisation at which an engine step takes `peak_tpot_fraction` of the TPOT SLO."""
+    if load.unloaded_tpot_seconds is None:
+        return 1.0
+    return utilisation_for(config.peak_tpot_fraction * config.tpot_slo_seconds, load.unloaded_tpot_seconds)
 
 
 def decide(
@@ -57,7 +72,11 @@ def decide(
         if load.unloaded_tpot_seconds is not None
         else 1.0
     )
-    keep = max(config.trend_window_seconds, config.stable_window_seconds, config.scale_down_delay_seconds)
+    keep = max(
+        config.trend_window_seconds,
+        config.scale_down_delay_seconds,
+        history_seconds(config),
+    )
     history = [sample for sample in state.samples if sample.time_seconds > now - keep]
     # Like an HPA with several metrics, the demand is the largest of the signals, each in replicas.
     points = [
@@ -65,21 +84,43 @@ def decide(
         for sample in history
     ]
     points.append((now, max(load.busy_replicas / utilisation, load.kv_replicas, load.floor_replicas)))
+    # The load's shape comes from the router's request rate: unlike busy time, it is not capped when
+    # pods saturate, so a spike shows at its full height.
+    rates = [(sample.time_seconds, sample.request_rate) for sample in history]
+    rates.append((now, load.request_rate))
+    rises = record_rise(state.rises, rates, now, config)
+    rise = rise_factor(rises, config)
     plan = forecast(points, now, current, config)
     floor = 1 if active else 0
-    # What a scale-down may go to at this moment: the plan with the hysteresis headroom on top.
-    keep_for = _clamp(max(floor, _ceil(plan.planned * (1 + config.scale_down_headroom))), config)
-    history.append(DemandSample(now, load.busy_replicas, load.kv_replicas, keep_for, load.floor_replicas))
+    # What a scale-down may go to at this moment: the plan with the headroom for the load's rises.
+    keep_factor = scale_down_factor(rise, utilisation, _peak_utilisation(load, config), config)
+    # Never below the burst window either: a load already back from a dip is not scaled down for it.
+    keep_for = _clamp(max(floor, _ceil(max(plan.planned, plan.fast) * keep_factor)), config)
+    history.append(
+        DemandSample(now, load.busy_replicas, load.kv_replicas, keep_for, load.floor_replicas, load.request_rate)
+    )
 
     recommendation = _clamp(max(floor, _ceil(plan.planned)), config)
+    # A plan just over the fleet is within tolerance: the target has room for it (as an HPA's tolerance
+    # band), and scaling up by one for it would be undone at the next lull.
+    within_tolerance = plan.planned <= current * (1 + config.scale_up_tolerance)
+    if recommendation > current > 0 and within_tolerance and not load.saturated and not plan.burst:
+        recommendation = current
     if recommendation > current:
         recommendation = _clamp(max(floor, _ceil(plan.ahead * (1 + config.scale_up_headroom))), config)
+    room = ""
+    if keep_factor > 1.0 + config.scale_down_headroom + 1e-9:
+        room = (
+            f"; it keeps room for the {rise:.1f}x rise in request rate seen within a cold start in the last "
+            f"{config.variability_window_seconds / 60:.0f} min"
+        )
     desired, reason = _choose(
-        state, observation, config, load, plan, recommendation, history, last_active
+        state, observation, config, load, plan, recommendation, history, last_active, room
     )
     desired = _clamp(desired, config)
     new_state = PolicyState(
         samples=tuple(history),
+        rises=rises,
         cost_per_request_rate=load.cost_per_request_rate,
         unloaded_tpot_seconds=load.unloaded_tpot_seconds,
         last_active_seconds=last_active,
@@ -97,6 +138,7 @@ def _choose(
     recommendation: int,
     history: list[DemandSample],
     last_active: float,
+    room: str = "",
 ) -> tuple[int, str]:
     now = observation.time_seconds
     current = observation.replicas
@@ -129,11 +171,11 @@ def _choose(
     if lower < current and since_change >= delay and watched_long_enough and not observation.loading_replicas:
         return lower, (
             f"Scale down from {current} to {lower}: {figures}, and no plan in the last {delay:.0f} s "
-            "wanted more."
+            f"wanted more{room}."
         )
     if lower < current:
-        return current, f"Hold {current}: {figures}; a scale-down waits for {delay:.0f} s of lower plans."
-    return current, f"Hold {current}: {figures}."
+        return current, f"Hold {current}: {figures}; a scale-down waits for {delay:.0f} s of lower plans{room}."
+    return current, f"Hold {current}: {figures}{room}."
 
 
 def _figures(load: LoadEstimate, plan: Forecast, config: PolicyConfig) -> str:

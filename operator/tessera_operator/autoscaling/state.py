@@ -20,6 +20,8 @@ class DemandSample:
     kv_replicas: float
     recommendation: int
     floor_replicas: float = 0.0
+    #: Requests per second arriving (the router's count): the load's shape, uncapped by saturation.
+    request_rate: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +29,8 @@ class PolicyState:
     """Recent samples (as long as the longest window), what the policy has learned, and its last moves."""
 
     samples: tuple[DemandSample, ...] = ()
+    #: (time, rise) of the load within one reaction time, over the variability window (see `variability`).
+    rises: tuple[tuple[float, float], ...] = ()
     #: Learned cost of the request mix: replicas' worth of load per request per second.
     cost_per_request_rate: float | None = None
     #: Learned time per output token of an unloaded pod (when the config does not give it).
@@ -46,9 +50,11 @@ class PolicyState:
                     round(sample.kv_replicas, 4),
                     sample.recommendation,
                     round(sample.floor_replicas, 4),
+                    round(sample.request_rate, 3),
                 ]
                 for sample in self.samples
             ],
+            "rises": [[round(moment, 3), round(rise, 4)] for moment, rise in self.rises],
             "costPerRequestRate": self.cost_per_request_rate,
             "unloadedTpotSeconds": self.unloaded_tpot_seconds,
             "lastActiveSeconds": self.last_active_seconds,
@@ -63,11 +69,13 @@ class PolicyState:
         # Samples written before the floors existed have four fields.
         samples = tuple(
             DemandSample(float(row[0]), float(row[1]), float(row[2]), int(row[3]),
-                         float(row[4]) if len(row) > 4 else 0.0)
+                         float(row[4]) if len(row) > 4 else 0.0, float(row[5]) if len(row) > 5 else 0.0)
             for row in data.get("samples", [])
         )
+        rises = tuple((float(row[0]), float(row[1])) for row in data.get("rises", []))
         return cls(
             samples=samples,
+            rises=rises,
             cost_per_request_rate=_optional_float(data.get("costPerRequestRate")),
             unloaded_tpot_seconds=_optional_float(data.get("unloadedTpotSeconds")),
             last_active_seconds=_optional_float(data.get("lastActiveSeconds")),

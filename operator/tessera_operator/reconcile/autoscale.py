@@ -76,7 +76,7 @@ def policy_config(spec: ModelSpec, interval_seconds: float, cold_start_seconds: 
     """The policy's settings from the Model's bounds, SLO and targets (KV cache, queue and concurrency)."""
     bounds, slo, targets = spec.autoscaling, spec.slo, spec.autoscaling.targets
     kv_target = targets.kv_cache_utilization if targets is not None else None
-    extra: dict[str, float] = {}
+    extra: dict[str, Any] = {}  # PolicyConfig fields the Model sets; the rest keep their defaults
     if targets is not None and targets.queue_per_replica is not None:
         extra["queue_per_replica"] = targets.queue_per_replica
     if targets is not None and targets.concurrency_per_replica is not None:
