@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -39,14 +38,13 @@ from typing import Any
 
 import yaml
 
+from tessera_operator.k8s.apiserver_metrics import WRITE_VERBS, request_samples, request_totals
+
 ROOT = Path(__file__).resolve().parent.parent
 Json = dict[str, Any]
 KOPF_HANDLED = "kopf.zalando.org/last-handled-configuration"
 OPERATOR_RESOURCES = {"models", "deployments", "services", "poddisruptionbudgets", "leaderworkersets"}
 READ_RESOURCES = OPERATOR_RESOURCES | {"pods", "nodes", "jobs"}
-WRITE_VERBS = {"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"}
-_METRIC = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$")
-_LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 # ---------------------------------------------------------------- the baseline operator
@@ -87,33 +85,22 @@ def api_writes(kube: Any) -> dict[str, float]:
     """Cumulative writes per resource[/subresource] of the operator's kinds (not workloads' /status,
     which the controllers write), plus `models:create`, from apiserver_request_total."""
     counts: dict[str, float] = {}
-    for line in kube.get_text("/metrics").splitlines():
-        match = _METRIC.match(line)
-        if not match:
-            continue
-        labels = dict(_LABEL.findall(match.group("labels")))
+    for labels, value in request_samples(kube.get_text("/metrics")):
         resource, sub = labels.get("resource"), labels.get("subresource")
         if labels.get("verb") not in WRITE_VERBS or resource not in OPERATOR_RESOURCES:
             continue
         if sub and resource != "models":
             continue
         key = f"{resource}/{sub}" if sub else str(resource)
-        counts[key] = counts.get(key, 0.0) + float(match.group("value"))
+        counts[key] = counts.get(key, 0.0) + value
         if resource == "models" and not sub and labels["verb"] == "POST":
-            counts["models:create"] = counts.get("models:create", 0.0) + float(match.group("value"))
+            counts["models:create"] = counts.get("models:create", 0.0) + value
     return counts
 
 
 def api_reads(kube: Any) -> float:
     """Cumulative GETs and LISTs of the kinds the operator reads (its reconciles' cost to the apiserver)."""
-    total = 0.0
-    for line in kube.get_text("/metrics").splitlines():
-        match = _METRIC.match(line)
-        if match:
-            labels = dict(_LABEL.findall(match.group("labels")))
-            if labels.get("verb") in ("GET", "LIST") and labels.get("resource") in READ_RESOURCES:
-                total += float(match.group("value"))
-    return total
+    return sum(request_totals(kube.get_text("/metrics"), READ_RESOURCES, ("GET", "LIST")).values())
 
 
 def writes_between(before: dict[str, float], after: dict[str, float]) -> float:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +19,7 @@ import yaml
 from tessera_operator.devcluster.cluster import DevCluster
 from tessera_operator.devcluster.processes import set_parent_death_signal
 from tessera_operator.k8s import Kube, NotFound, load_api_client
+from tessera_operator.k8s.apiserver_metrics import WRITE_VERBS, request_totals
 from tessera_operator.k8s.resources import (
     DEPLOYMENT,
     LEADER_WORKER_SET,
@@ -237,22 +237,6 @@ def node_of(kube: Kube, name: str) -> Json:
     return node
 
 
-_WRITE_VERBS = {"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"}
-_METRIC = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$")
-_LABEL = re.compile(r'(\w+)="([^"]*)"')
-
-
-def write_counts(kube: Kube, resources: set[str], verbs: set[str] = _WRITE_VERBS) -> dict[str, float]:
-    """The apiserver's count of requests (writes by default) per resource[/subresource], from
-    apiserver_request_total."""
-    counts: dict[str, float] = {}
-    for line in kube.get_text("/metrics").splitlines():
-        match = _METRIC.match(line)
-        if not match:
-            continue
-        labels = dict(_LABEL.findall(match.group("labels")))
-        if labels.get("verb") not in verbs or labels.get("resource") not in resources:
-            continue
-        key = labels["resource"] + (f"/{labels['subresource']}" if labels.get("subresource") else "")
-        counts[key] = counts.get(key, 0.0) + float(match.group("value"))
-    return counts
+def write_counts(kube: Kube, resources: set[str], verbs: Iterable[str] = WRITE_VERBS) -> dict[str, float]:
+    """The apiserver's count of requests (writes by default) per resource[/subresource]."""
+    return request_totals(kube.get_text("/metrics"), resources, verbs)
