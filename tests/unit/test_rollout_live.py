@@ -261,3 +261,18 @@ def test_a_new_candidate_does_not_inherit_the_previous_evaluation(fake: RolloutF
     status = fake.model(NAME)["status"]
     assert status["rollout"]["phase"] == "Evaluating", status["rollout"]
     assert [r["version"] for r in status["rejectedCandidates"]] == [first]
+
+
+def test_ttft_fails_only_when_both_the_ratio_and_the_slack_are_exceeded() -> None:
+    from tessera_operator.api.v1alpha1.model import CanaryChecks
+    from tessera_operator.rollout.canary import live_failure
+    from tessera_operator.rollout.types import LiveObservation
+
+    checks = CanaryChecks()  # 1.5x and 0.1 s by default
+    noisy = LiveObservation(30, 0.0, 0.0, candidate_ttft_p95_s=0.170, stable_ttft_p95_s=0.106, stable_requests=30)
+    assert live_failure(checks, noisy) is None  # 1.6x, but only 64 ms slower: bucket noise
+    slow = LiveObservation(30, 0.0, 0.0, candidate_ttft_p95_s=0.9, stable_ttft_p95_s=0.3, stable_requests=30)
+    reason = live_failure(checks, slow)
+    assert reason is not None and "3.00x" in reason and "0.1s slower" in reason
+    strict = CanaryChecks(ttft_slack_seconds=0.0)
+    assert live_failure(strict, noisy) is not None

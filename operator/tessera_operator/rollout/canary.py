@@ -30,9 +30,11 @@ def live_failure(checks: CanaryChecks, live: LiveObservation) -> str | None:
                 f"(allowed increase {checks.max_error_rate_increase:.2%})")  # fmt: skip
     if live.candidate_ttft_p95_s is not None and live.stable_ttft_p95_s:
         ratio = live.candidate_ttft_p95_s / live.stable_ttft_p95_s
-        if ratio > checks.max_ttft_ratio:
+        slower_by = live.candidate_ttft_p95_s - live.stable_ttft_p95_s
+        if ratio > checks.max_ttft_ratio and slower_by > checks.ttft_slack_seconds:
             return (f"p95 TTFT {live.candidate_ttft_p95_s:.3f}s is {ratio:.2f}x stable's "
-                    f"{live.stable_ttft_p95_s:.3f}s (allowed {checks.max_ttft_ratio:g}x)")  # fmt: skip
+                    f"{live.stable_ttft_p95_s:.3f}s (allowed {checks.max_ttft_ratio:g}x, or "
+                    f"{checks.ttft_slack_seconds:g}s slower)")  # fmt: skip
     return None
 
 

@@ -257,6 +257,9 @@ class CanaryChecks(ApiObject):
     """Largest allowed increase of the error rate over stable (absolute fraction)."""
     max_ttft_ratio: float = Field(default=1.5, ge=1)
     """Largest allowed ratio of candidate to stable p95 time to first token."""
+    ttft_slack_seconds: float = Field(default=0.1, ge=0, le=60)
+    """An increase of p95 time to first token below this never fails the step, whatever the ratio: a
+    p95 over a step's few requests is read from histogram buckets and swings at small values."""
     min_requests: int = Field(default=20, ge=0)
     """Requests the candidate must have served in the step for the checks to count."""
 
