@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from tessera_operator.autoscaling import Observation, PodSample, PolicyConfig, PolicyState, decide
@@ -17,10 +19,10 @@ CONFIG = PolicyConfig(max_replicas=20, cold_start_seconds=90, unloaded_tpot_seco
 STEP = CONFIG.interval_seconds
 
 
-def series(rate_at: object, seconds: float, start: float = 0.0) -> list[tuple[float, float]]:
+def series(rate_at: Callable[[float], float], seconds: float, start: float = 0.0) -> list[tuple[float, float]]:
     """(time, value) every interval from `start` for `seconds`, the value from `rate_at(time)`."""
     count = int(seconds / STEP)
-    return [(start + STEP * (index + 1), rate_at(start + STEP * (index + 1))) for index in range(count)]  # type: ignore[operator]
+    return [(start + STEP * (index + 1), rate_at(start + STEP * (index + 1))) for index in range(count)]
 
 
 def test_a_level_load_has_no_rise_and_a_jump_shows_its_height() -> None:
@@ -78,13 +80,13 @@ def fleet_observation(now: float, replicas: int, rate: float, work: float = 2.5)
     return Observation(now, replicas, replicas, 0, router_in_flight=20 * replicas, request_rate=rate, pods=pods)
 
 
-def run_fleet(rate_at: object, seconds: float) -> tuple[int, str]:
+def run_fleet(rate_at: Callable[[float], float], seconds: float) -> tuple[int, str]:
     """Replicas (ready at once) after `seconds` of decisions, and the last reason: 15 minutes of a load
     that keeps all 8, then a third of it."""
     state, replicas, reason = PolicyState(), 8, ""
     for index in range(int(seconds / STEP)):
         now = STEP * (index + 1)
-        observation = fleet_observation(now, replicas, rate_at(now), work=7.5 if now <= 900 else 2.5)  # type: ignore[operator]
+        observation = fleet_observation(now, replicas, rate_at(now), work=7.5 if now <= 900 else 2.5)
         decision, state = decide(state, observation, CONFIG)
         replicas, reason = decision.desired_replicas, decision.reason
     return replicas, reason
@@ -109,12 +111,12 @@ def test_the_rises_survive_a_round_trip_through_status() -> None:
     assert [s.request_rate for s in restored.samples] == [round(s.request_rate, 3) for s in state.samples]
 
 
-def steady_fleet(replicas: int, work_at: object, seconds: float) -> list[int]:
+def steady_fleet(replicas: int, work_at: Callable[[float], float], seconds: float) -> list[int]:
     """Replicas after each decision for a fleet whose pods are ready at once and never saturate."""
     state, counts = PolicyState(), []
     for index in range(int(seconds / STEP)):
         now = STEP * (index + 1)
-        work = work_at(now)  # type: ignore[operator]
+        work = work_at(now)
         observation = fleet_observation(now, replicas, 20.0 * work, work=work)
         decision, state = decide(state, observation, CONFIG)
         replicas = decision.desired_replicas

@@ -47,11 +47,12 @@ def _ceil(value: float) -> int:
     return math.ceil(value - 1e-6)
 
 
-def _peak_utilisation(load: LoadEstimate, config: PolicyConfig) -> float:
-    """The utilisation at which an engine step takes `peak_tpot_fraction` of the TPOT SLO."""
+def _utilisation_at(tpot_fraction: float, load: LoadEstimate, config: PolicyConfig) -> float:
+    """The utilisation at which an engine step takes `tpot_fraction` of the TPOT SLO (1 while the
+    step's fixed cost is unknown)."""
     if load.unloaded_tpot_seconds is None:
         return 1.0
-    return utilisation_for(config.peak_tpot_fraction * config.tpot_slo_seconds, load.unloaded_tpot_seconds)
+    return utilisation_for(tpot_fraction * config.tpot_slo_seconds, load.unloaded_tpot_seconds)
 
 
 def decide(
@@ -67,16 +68,9 @@ def decide(
     last_active = now if active or state.last_active_seconds is None else state.last_active_seconds
 
     # Demand in replicas at target: busy replicas over the target utilisation, or what the KV cache needs.
-    utilisation = (
-        utilisation_for(config.tpot_target_fraction * config.tpot_slo_seconds, load.unloaded_tpot_seconds)
-        if load.unloaded_tpot_seconds is not None
-        else 1.0
-    )
-    keep = max(
-        config.trend_window_seconds,
-        config.scale_down_delay_seconds,
-        history_seconds(config),
-    )
+    utilisation = _utilisation_at(config.tpot_target_fraction, load, config)
+    # Long enough for the trend, the stabilization window and the rises (which cover the other windows).
+    keep = max(config.trend_window_seconds, history_seconds(config))
     history = [sample for sample in state.samples if sample.time_seconds > now - keep]
     # Like an HPA with several metrics, the demand is the largest of the signals, each in replicas.
     points = [
@@ -93,7 +87,7 @@ def decide(
     plan = forecast(points, now, current, config)
     floor = 1 if active else 0
     # What a scale-down may go to at this moment: the plan with the headroom for the load's rises.
-    keep_factor = scale_down_factor(rise, utilisation, _peak_utilisation(load, config), config)
+    keep_factor = scale_down_factor(rise, utilisation, _utilisation_at(config.peak_tpot_fraction, load, config), config)
     # Never below the burst window either: a load already back from a dip is not scaled down for it.
     keep_for = _clamp(max(floor, _ceil(max(plan.planned, plan.fast) * keep_factor)), config)
     history.append(

@@ -66,7 +66,7 @@ class PolicyState:
         """Read back what `to_dict` wrote; missing or empty data gives a fresh state."""
         if not data:
             return cls()
-        # Samples written before the floors existed have four fields.
+        # Samples written before the floors existed have four fields, before the request rate five.
         samples = tuple(
             DemandSample(float(row[0]), float(row[1]), float(row[2]), int(row[3]),
                          float(row[4]) if len(row) > 4 else 0.0, float(row[5]) if len(row) > 5 else 0.0)

@@ -71,8 +71,7 @@ def record_rise(
 
 def rise_factor(rises: tuple[tuple[float, float], ...], config: PolicyConfig) -> float:
     """The headroom factor: the `rise_quantile` of the recorded rises (at least 1), or the default."""
-    wanted = max(1, math.ceil(config.variability_min_rises))
-    if len(rises) < wanted:
+    if len(rises) < max(1, config.variability_min_rises):
         return config.default_rise
     ordered = sorted(rise for _, rise in rises)
     index = min(len(ordered) - 1, max(0, math.ceil(config.rise_quantile * len(ordered)) - 1))
