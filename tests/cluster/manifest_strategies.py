@@ -72,6 +72,10 @@ env_name = st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_.-]{0,20}\Z")
 # Degraded (ApplyFailed) with the apiserver's words.
 label_key = st.one_of(st.from_regex(r"\A([a-z0-9]{1,10}\.)?[a-z0-9]{1,10}/[A-Za-z0-9][-A-Za-z0-9_.]{0,20}\Z"),
                       st.from_regex(r"\A[A-Za-z0-9][-A-Za-z0-9_.]{0,20}\Z"), short_text.filter(bool))
+# Image references the schema's grammar takes ([registry[:port]/]path[:tag][@digest]); the rest is
+# covered by the schema breakages ("pattern mismatch").
+image_ref = st.from_regex(r"\A([a-z0-9]{1,8}(\.[a-z0-9]{1,8}){0,2}(:[0-9]{1,5})?/)?[a-z0-9]{1,8}([._-][a-z0-9]{1,8}){0,2}"
+                          r"(/[a-z0-9]{1,8}){0,2}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,20})?(@sha256:[0-9a-f]{64})?\Z")
 duration = st.from_regex(r"\A([1-9][0-9]{0,2}(\.[0-9])?(ms|s|m|h)){1,2}\Z")
 
 source_uri = st.one_of(
@@ -171,7 +175,7 @@ def model_specs(draw: st.DrawFn) -> Json:
     if draw(st.integers(0, 3)) == 0:
         engine["env"] = draw(st.dictionaries(env_name, short_text, max_size=3))
     if draw(st.integers(0, 5)) == 0:
-        engine["image"] = draw(st.sampled_from(["example.invalid/tessera:1", "Not An Image", ""]) | short_text)
+        engine["image"] = draw(st.sampled_from(["example.invalid/tessera:1", "localhost:5000/vllm"]) | image_ref)
     placement: Json = {}
     if transformers:
         placement |= {"accelerators": ["cpu"], "nodeSelector": NOWHERE}

@@ -1,9 +1,11 @@
 """Running the real operator (`python -m tessera_operator.main`) against the session's cluster, and
-reading what it did: Models, owned objects, conditions, and the apiserver's write counters."""
+reading what it did: Models, owned objects, conditions, the apiserver's write counters and its audit
+log."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -240,3 +242,42 @@ def node_of(kube: Kube, name: str) -> Json:
 def write_counts(kube: Kube, resources: set[str], verbs: Iterable[str] = WRITE_VERBS) -> dict[str, float]:
     """The apiserver's count of requests (writes by default) per resource[/subresource]."""
     return request_totals(kube.get_text("/metrics"), resources, verbs)
+
+
+#: The verbs that change state, as the audit log names them.
+AUDIT_WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+
+class AuditLog:
+    """The session cluster's audit log (every write, at Metadata level), read from a mark on.
+
+    Unlike the apiserver's counters, which are cluster-wide, it says who wrote what where: a test can
+    count the writes in its own namespace while earlier tests' namespaces are still being torn down.
+    """
+
+    def __init__(self, cluster: DevCluster) -> None:
+        self.path = cluster.layout.audit_log
+
+    def mark(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def writes_since(self, mark: int, namespace: str, resources: set[str]) -> list[str]:
+        """Writes to `resources` in `namespace` since `mark`: "verb resource[/subresource] name (agent)"."""
+        with self.path.open("rb") as handle:
+            handle.seek(mark)
+            lines = handle.read().decode(errors="replace").splitlines()
+        writes = []
+        for line in lines:
+            with contextlib.suppress(json.JSONDecodeError):
+                event = json.loads(line)
+                ref = event.get("objectRef") or {}
+                if (
+                    event.get("stage") != "ResponseComplete"
+                    or event.get("verb") not in AUDIT_WRITE_VERBS
+                    or ref.get("namespace") != namespace
+                    or ref.get("resource") not in resources
+                ):
+                    continue
+                resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+                writes.append(f"{event['verb']} {resource} {ref.get('name', '')} ({event.get('userAgent', '?')})")
+        return writes

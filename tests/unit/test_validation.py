@@ -63,6 +63,9 @@ BAD_MODELS = [
      "spec.source.credentialsSecretRef.name", "should match"),
     ("spec.placement.quantizaton", "fp8", "spec.placement.quantizaton", "unknown field"),
     ("spec.source.format", "gguf", "spec.source.file", "names its file"),
+    ("spec.engine.image", "Not An Image", "spec.engine.image", "should match"),
+    ("spec.engine.image", "\x80\x9a", "spec.engine.image", "should match"),
+    ("spec.engine.image", "vllm:", "spec.engine.image", "should match"),
 ]
 
 
@@ -71,6 +74,12 @@ def test_bad_models_are_rejected_naming_the_field(path: str, value: Any, field: 
     errors = validate_manifest(model_with(path, value))
     assert errors, "expected a rejection"
     assert any(e.path == field and words in e.message for e in errors), [str(e) for e in errors]
+
+
+@pytest.mark.parametrize("image", ["vllm/vllm-openai:v0.11.0", "registry.example:5000/team/vllm",
+                                   "python:3.12", "ghcr.io/org/runtime@sha256:" + "0" * 64])
+def test_image_references_are_accepted(image: str) -> None:
+    assert validate_manifest(model_with("spec.engine.image", image)) == []
 
 
 def test_cpu_placement_needs_the_transformers_engine() -> None:

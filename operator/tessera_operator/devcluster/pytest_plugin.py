@@ -47,7 +47,8 @@ class _SessionCluster:
         if self.cluster is None:
             option = self.config.getoption("devcluster_dir")
             directory = Path(option) if option else factory.mktemp("devcluster")
-            cluster = DevCluster(directory.resolve(), "pytest", die_with_parent=True)
+            # The audit log lets tests count writes per namespace and writer (the counters are global).
+            cluster = DevCluster(directory.resolve(), "pytest", die_with_parent=True, audit=True)
             started = time.monotonic()
             try:
                 cluster.up()

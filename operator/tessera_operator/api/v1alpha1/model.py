@@ -38,6 +38,13 @@ RESERVED_ENGINE_FLAGS: tuple[str, ...] = (
 )
 
 SOURCE_URI_PATTERN = r"^(pkg://[A-Za-z0-9_.]+/\S+|hf://[^/\s]+/[^/\s]+|s3://[^/\s]+/\S*|gs://[^/\s]+/\S*|pvc://[^/\s]+(/\S*)?|oci://\S+|file:///\S*)$"
+# A container image reference, as registries and kubelets parse it: [registry[:port]/]path[:tag][@digest],
+# lowercase path components. Anything else could never be pulled (and is refused before it reaches a Pod).
+IMAGE_REFERENCE_PATTERN = (
+    r"^([a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*(:[0-9]+)?/)?"
+    r"[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@[A-Za-z][A-Za-z0-9]*([-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
 
 
 def _no_reserved_flags_rule() -> str:
@@ -123,8 +130,8 @@ class EngineSpec(ApiObject):
 
     name: Literal["vllm", "transformers"] = "vllm"
     """vllm on GPUs; transformers (Tessera's torch engine) on CPU for tests, development and edge nodes."""
-    image: str | None = Field(default=None, max_length=512)
-    """Override of the runtime image."""
+    image: str | None = Field(default=None, max_length=512, pattern=IMAGE_REFERENCE_PATTERN)
+    """Override of the runtime image: a reference such as `registry.example/vllm:v1` or `repo@sha256:...`."""
     args: list[str] = Field(
         default_factory=list,
         max_length=64,
