@@ -151,6 +151,10 @@ def pytest_runtest_makereport(
     namespace = item.stash.get(_namespace_key, None)
     if namespace:
         report.sections.append((f"namespace {namespace}", _describe_namespace(holder.cluster, namespace)))
+    # The logs push the assertion far above the report's end, where CI's excerpt of it looks: repeat it.
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        report.sections.append(("why it failed (repeated after the logs)", str(crash.message)[:3000]))
     return report
 
 
