@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 
@@ -215,8 +216,41 @@ def test_without_a_configured_step_cost_the_policy_learns_it_from_the_pods() -> 
         {"tpot_target_fraction": 1.2},
         {"kv_cache_target": 0.0},
         {"interval_seconds": 0.0},
+        {"max_scale_downs_per_hour": 0},
     ],
 )
 def test_config_refuses_nonsense(values: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         PolicyConfig(**values)  # type: ignore[arg-type]
+
+
+def _swinging(config: PolicyConfig) -> tuple[Fleet, list[float]]:
+    """Two hours of a load that swings every 15 minutes between 7 and 2 replicas' worth; the times
+    of the fleet's scale-downs."""
+    fleet = Fleet(replicas=8, config=config)
+    for _ in range(8):
+        fleet.run(300, 7.0 * TARGET_UTILISATION)
+        fleet.run(600, 2.0 * TARGET_UTILISATION)
+    downs = [
+        (index + 1) * config.interval_seconds
+        for index, decision in enumerate(fleet.decisions)
+        if decision.reason.startswith("Scale down")
+    ]
+    return fleet, downs
+
+
+def test_scale_downs_are_limited_per_hour_and_scale_ups_are_not() -> None:
+    unlimited, free_downs = _swinging(dataclasses.replace(CONFIG, max_scale_downs_per_hour=None))
+    assert len(free_downs) >= 7  # one per swing: four an hour
+    limited, downs = _swinging(CONFIG)
+    assert CONFIG.max_scale_downs_per_hour == 3
+    assert max(sum(1 for t in downs if start <= t < start + 3600) for start in downs) <= 3
+    assert len(downs) >= 5  # it still scales down, once the oldest of the hour's three is an hour old
+    held = [d.reason for d in limited.decisions if "maxScaleDownsPerHour 3" in d.reason]
+    assert held and held[0].startswith("Hold 8") and "scaled down 3 times in the last hour" in held[0]
+    # Every swing up is still followed: the peaks get their replicas.
+    ups = [d for d in limited.decisions if d.reason.startswith("Scale up")]
+    assert len(ups) >= len(downs) - 1
+    assert limited.changes < unlimited.changes
+    restored = PolicyState.from_dict(json.loads(json.dumps(limited.state.to_dict())))
+    assert restored.scale_down_times == limited.state.scale_down_times != ()

@@ -67,6 +67,10 @@ class PolicyConfig:
     #: Scale-down stabilization: replicas go only when every recommendation over this span wanted fewer,
     #: and not sooner than this after the last change.
     scale_down_delay_seconds: float = 240.0
+    #: At most this many scale-downs in any hour (None: no limit). Scale-ups are never held back, and a
+    #: fleet rarely goes up more often than it comes down, so 3 keeps changes near 6 an hour: a load
+    #: that swings faster than that is cheaper to hold than to chase through 90 s cold starts.
+    max_scale_downs_per_hour: int | None = 3
     #: Half-life of the learned cost of one request per second (how fast a new request mix is learned).
     cost_half_life_seconds: float = 120.0
     #: Backlog (held and waiting requests) is planned to drain within this many seconds.
@@ -96,5 +100,7 @@ class PolicyConfig:
             raise ValueError("concurrencyPerReplica must be positive")
         if not 0 < self.peak_tpot_fraction < 1 or not 0 < self.rise_quantile <= 1:
             raise ValueError("peakTpotFraction and riseQuantile are fractions between 0 and 1")
+        if self.max_scale_downs_per_hour is not None and self.max_scale_downs_per_hour < 1:
+            raise ValueError("maxScaleDownsPerHour must be at least 1 (or unset for no limit)")
         if self.interval_seconds <= 0 or self.cold_start_seconds < 0:
             raise ValueError("the interval must be positive and the cold start not negative")

@@ -10,7 +10,8 @@ In plain words, each call:
 5. scales down only when every plan of the stabilization window, with its headroom, wanted fewer
    replicas and the last change is that old, to the largest of them: no flapping. The headroom follows
    the load (see `variability`): room for the largest rise of the request rate within one reaction time
-   seen lately, so a bursty load is not scaled down into its next burst.
+   seen lately, so a bursty load is not scaled down into its next burst; and at most
+   `max_scale_downs_per_hour` times an hour (scale-ups are never held back).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from tessera_operator.autoscaling.variability import (
     rise_factor,
     scale_down_factor,
 )
+
+HOUR_SECONDS = 3600.0
 
 
 def _is_active(observation: Observation) -> bool:
@@ -119,6 +122,7 @@ def decide(
         unloaded_tpot_seconds=load.unloaded_tpot_seconds,
         last_active_seconds=last_active,
         last_change_seconds=now if desired != current else state.last_change_seconds,
+        scale_down_times=(*_scale_downs_within_hour(state, now), *((now,) if desired < current else ())),
     )
     return Decision(desired, reason, round(plan.planned, 3)), new_state
 
@@ -163,6 +167,14 @@ def _choose(
     # Once every plan of the window wanted fewer, go to what the plan needs now (with its headroom).
     lower = history[-1].recommendation if max(window, default=current) < current else current
     if lower < current and since_change >= delay and watched_long_enough and not observation.loading_replicas:
+        downs = _scale_downs_within_hour(state, now)
+        limit = config.max_scale_downs_per_hour
+        if limit is not None and len(downs) >= limit:
+            wait = downs[len(downs) - limit] + HOUR_SECONDS - now
+            return current, (
+                f"Hold {current}: {figures}; {lower} would do, but the fleet scaled down {len(downs)} times "
+                f"in the last hour (maxScaleDownsPerHour {limit}), so the next scale-down waits {wait:.0f} s."
+            )
         return lower, (
             f"Scale down from {current} to {lower}: {figures}, and no plan in the last {delay:.0f} s "
             f"wanted more{room}."
@@ -170,6 +182,10 @@ def _choose(
     if lower < current:
         return current, f"Hold {current}: {figures}; a scale-down waits for {delay:.0f} s of lower plans{room}."
     return current, f"Hold {current}: {figures}{room}."
+
+
+def _scale_downs_within_hour(state: PolicyState, now: float) -> tuple[float, ...]:
+    return tuple(moment for moment in state.scale_down_times if moment > now - HOUR_SECONDS)
 
 
 def _figures(load: LoadEstimate, plan: Forecast, config: PolicyConfig) -> str:

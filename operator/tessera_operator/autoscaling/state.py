@@ -39,6 +39,8 @@ class PolicyState:
     last_active_seconds: float | None = None
     #: Last time the policy changed the replica count.
     last_change_seconds: float | None = None
+    #: When the policy scaled down within the last hour (see `PolicyConfig.max_scale_downs_per_hour`).
+    scale_down_times: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The state as JSON-ready data with camelCase keys."""
@@ -59,6 +61,7 @@ class PolicyState:
             "unloadedTpotSeconds": self.unloaded_tpot_seconds,
             "lastActiveSeconds": self.last_active_seconds,
             "lastChangeSeconds": self.last_change_seconds,
+            "scaleDownTimes": [round(moment, 3) for moment in self.scale_down_times],
         }
 
     @classmethod
@@ -80,6 +83,7 @@ class PolicyState:
             unloaded_tpot_seconds=_optional_float(data.get("unloadedTpotSeconds")),
             last_active_seconds=_optional_float(data.get("lastActiveSeconds")),
             last_change_seconds=_optional_float(data.get("lastChangeSeconds")),
+            scale_down_times=tuple(float(moment) for moment in data.get("scaleDownTimes", [])),
         )
 
 
