@@ -138,6 +138,8 @@ def test_queue_and_concurrency_targets_reach_the_policy_as_floors() -> None:
     model = spec(maxReplicas=8, targets={"queuePerReplica": 2, "concurrencyPerReplica": 8})
     config = policy_config(model, 5.0, None)
     assert (config.queue_per_replica, config.concurrency_per_replica) == (2.0, 8.0)
+    assert config.max_scale_downs_per_hour == 3  # the policy's default
+    assert policy_config(spec(targets={"maxScaleDownsPerHour": 6}), 5.0, None).max_scale_downs_per_hour == 6
     assert (policy_config(spec(), 5.0, None).queue_per_replica, policy_config(spec(), 5.0, None)
             .concurrency_per_replica) == (None, None)
     queued: dict[str, PodMetrics | None] = {"a": PodMetrics(running=4.0, waiting=6.0, kv_cache_usage=0.1)}

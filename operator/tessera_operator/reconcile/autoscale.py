@@ -81,6 +81,8 @@ def policy_config(spec: ModelSpec, interval_seconds: float, cold_start_seconds: 
         extra["queue_per_replica"] = targets.queue_per_replica
     if targets is not None and targets.concurrency_per_replica is not None:
         extra["concurrency_per_replica"] = targets.concurrency_per_replica
+    if targets is not None and targets.max_scale_downs_per_hour is not None:
+        extra["max_scale_downs_per_hour"] = targets.max_scale_downs_per_hour
     if slo is not None and slo.time_to_first_token_seconds is not None:
         extra["ttft_slo_seconds"] = slo.time_to_first_token_seconds
     if slo is not None and slo.time_per_output_token_seconds is not None:

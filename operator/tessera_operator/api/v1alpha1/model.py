@@ -231,6 +231,9 @@ class AutoscalingTargets(ApiObject):
     """Waiting requests per replica that trigger a scale-up."""
     concurrency_per_replica: float | None = Field(default=None, gt=0)
     """Running requests per replica to aim for."""
+    max_scale_downs_per_hour: int | None = Field(default=None, ge=1, le=720)
+    """Most scale-downs in any hour (default 3, which keeps replica changes near six an hour); scale-ups
+    are never held back."""
 
 
 class AutoscalingSpec(ApiObject):
